@@ -1,0 +1,277 @@
+//! The client side of RPC: call a method of a service and get its typed result.
+
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::adapters::nats::{ConnectOptions, NatsTransport};
+use crate::domain::envelope::{RpcRequest, RpcResponse};
+use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ports::{ConnectionEvent, ConnectionState, Headers, Transport};
+
+/// A handle to the messaging system: makes calls, and is what services run on.
+///
+/// Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    transport: Arc<dyn Transport>,
+    nats: Option<NatsTransport>,
+    encoding: Encoding,
+    default_timeout: Duration,
+    source: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("encoding", &self.inner.encoding)
+            .field("default_timeout", &self.inner.default_timeout)
+            .field("source", &self.inner.source)
+            .field("state", &self.connection_state())
+            .finish()
+    }
+}
+
+impl Client {
+    /// The default RPC timeout: 5 s, as in the wire contract.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Connects to NATS.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Connection`] when no server can be reached.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn run() -> aegis_sdk::Result<()> {
+    /// use aegis_sdk::{Client, ConnectOptions};
+    /// let client = Client::connect(&ConnectOptions::from_env()?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(options: &ConnectOptions) -> Result<Client> {
+        let nats = NatsTransport::connect(options).await?;
+        Ok(Client::build(Arc::new(nats.clone()), Some(nats)))
+    }
+
+    /// A client over any [`Transport`] (the in-memory one in unit tests, say).
+    pub fn new(transport: Arc<dyn Transport>) -> Client {
+        Client::build(transport, None)
+    }
+
+    fn build(transport: Arc<dyn Transport>, nats: Option<NatsTransport>) -> Client {
+        Client {
+            inner: Arc::new(ClientInner {
+                transport,
+                nats,
+                encoding: Encoding::default(),
+                default_timeout: Self::DEFAULT_TIMEOUT,
+                source: None,
+            }),
+        }
+    }
+
+    fn modified(&self, change: impl FnOnce(&mut ClientInner)) -> Client {
+        let mut inner = ClientInner {
+            transport: self.inner.transport.clone(),
+            nats: self.inner.nats.clone(),
+            encoding: self.inner.encoding,
+            default_timeout: self.inner.default_timeout,
+            source: self.inner.source.clone(),
+        };
+        change(&mut inner);
+        Client {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// A client on the same connection that encodes with `encoding`.
+    pub fn with_encoding(&self, encoding: Encoding) -> Client {
+        self.modified(|inner| inner.encoding = encoding)
+    }
+
+    /// A client on the same connection whose calls wait `timeout` unless told otherwise.
+    pub fn with_default_timeout(&self, timeout: Duration) -> Client {
+        self.modified(|inner| inner.default_timeout = timeout)
+    }
+
+    /// A client on the same connection that names `source` as the sender of its
+    /// messages (services do this with their instance id).
+    pub fn with_source(&self, source: impl Into<String>) -> Client {
+        let source = source.into();
+        self.modified(|inner| inner.source = Some(source))
+    }
+
+    /// The encoding of outgoing envelopes.
+    pub fn encoding(&self) -> Encoding {
+        self.inner.encoding
+    }
+
+    /// The transport this client uses.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// The NATS connection, when this client talks to a real server.
+    pub fn nats(&self) -> Option<&NatsTransport> {
+        self.inner.nats.as_ref()
+    }
+
+    /// The sender name put in `source`.
+    pub fn source(&self) -> Option<&str> {
+        self.inner.source.as_deref()
+    }
+
+    /// The connection's current state.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.inner.transport.connection_state()
+    }
+
+    /// Connection events from now on (connected, disconnected, ...).
+    pub fn connection_events(&self) -> tokio::sync::broadcast::Receiver<ConnectionEvent> {
+        self.inner.transport.connection_events()
+    }
+
+    /// Calls `method` of `service` with `params`. Await the returned [`Call`] to get the
+    /// result as an `R`; set a timeout or a target instance on it first if needed.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn run(client: aegis_sdk::Client) -> aegis_sdk::Result<()> {
+    /// use serde_json::{json, Value};
+    /// use std::time::Duration;
+    /// let reply: Value = client
+    ///     .call("echo-service", "echo", json!({"message": "hi"}))
+    ///     .timeout(Duration::from_secs(1))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call<P, R>(&self, service: &str, method: &str, params: P) -> Call<P, R>
+    where
+        P: Serialize + Send + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        Call {
+            client: self.clone(),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            params,
+            timeout: None,
+            instance: None,
+            headers: Headers::new(),
+            _result: PhantomData,
+        }
+    }
+}
+
+/// A call being prepared. Await it to send it.
+#[must_use = "a call does nothing until it is awaited"]
+pub struct Call<P, R> {
+    client: Client,
+    service: String,
+    method: String,
+    params: P,
+    timeout: Option<Duration>,
+    instance: Option<String>,
+    headers: Headers,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<P, R> Call<P, R>
+where
+    P: Serialize + Send + 'static,
+    R: DeserializeOwned + Send + 'static,
+{
+    /// How long to wait for the reply (default: the client's, 5 s unless changed).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the call to one instance only, on its own subject
+    /// `rpc.{service}.{method}.{instance}`, rather than to the queue group.
+    pub fn instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    /// Adds a header to the request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    async fn send(self) -> Result<R> {
+        let service = ServiceName::new(self.service)?;
+        let method = MethodName::new(self.method)?;
+        let timeout = self.timeout.unwrap_or(self.client.inner.default_timeout);
+        if timeout.is_zero() {
+            return Err(Error::invalid_argument("call timeout must be > 0"));
+        }
+        let subject = match self.instance {
+            Some(instance) => {
+                subjects::rpc_instance(&service, &method, &InstanceId::new(instance)?)
+            }
+            None => subjects::rpc(&service, &method),
+        };
+
+        // Encode before the first await: the borrowed params need not be `Sync`.
+        let (message_id, payload) = {
+            let mut request = RpcRequest::new(method.as_str(), &self.params);
+            request.timeout = timeout.as_secs_f64();
+            request.source = self.client.inner.source.clone();
+            request.target = Some(service.to_string());
+            let payload = self.client.inner.encoding.encode(&request)?;
+            (request.message_id, payload)
+        };
+
+        tracing::trace!(%subject, %message_id, "rpc call");
+        let reply = self
+            .client
+            .inner
+            .transport
+            .request(subject, self.headers, payload.into(), timeout)
+            .await?;
+
+        let response = RpcResponse::<R>::decode(&reply.payload)?;
+        if let Some(correlation) = &response.correlation_id {
+            if *correlation != message_id {
+                return Err(Error::decode(format!(
+                    "reply correlates to {correlation}, not to request {message_id}"
+                )));
+            }
+        }
+        if !response.success {
+            return Err(Error::remote(response.error.unwrap_or_else(|| {
+                "remote call failed without an error text".to_owned()
+            })));
+        }
+        match response.result {
+            Some(result) => Ok(result),
+            None => serde_json::from_value(serde_json::Value::Null)
+                .map_err(|e| Error::new(ErrorKind::Decode, format!("reply has no result: {e}"))),
+        }
+    }
+}
+
+impl<P, R> IntoFuture for Call<P, R>
+where
+    P: Serialize + Send + 'static,
+    R: DeserializeOwned + Send + 'static,
+{
+    type Output = Result<R>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<R>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}

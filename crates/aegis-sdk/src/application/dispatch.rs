@@ -1,0 +1,167 @@
+//! The loop that takes requests off a subscription and runs their handlers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::client::Client;
+use super::context::{InstanceInfo, RpcContext};
+use super::handler::{failure_reply, Incoming, Outgoing, RpcHandler};
+use crate::domain::{error_code, Encoding};
+use crate::ports::{Headers, InboundMessage, Subscription};
+
+/// Everything the dispatch loops of one running service share.
+pub(crate) struct Dispatcher {
+    pub(crate) instance: Arc<InstanceInfo>,
+    pub(crate) client: Client,
+    pub(crate) handlers: HashMap<Arc<str>, Arc<dyn RpcHandler>>,
+    pub(crate) encoding: Encoding,
+    pub(crate) permits: Arc<Semaphore>,
+}
+
+/// Where the method name is found in the subjects a loop listens on.
+#[derive(Clone, Copy)]
+pub(crate) enum MethodFrom {
+    /// `rpc.{service}.{method}`: the loop serves one method, known in advance.
+    Fixed,
+    /// `rpc.{service}.{method}.{instance}`: the third token.
+    ThirdToken,
+}
+
+impl Dispatcher {
+    /// Serves `subscription` until `stop` turns true, then drains: stops taking new
+    /// requests, answers those already received, and waits for running handlers until
+    /// `drain_deadline` after the stop, aborting whatever still runs then.
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        mut subscription: Subscription,
+        fixed_method: Option<Arc<str>>,
+        method_from: MethodFrom,
+        mut stop: watch::Receiver<bool>,
+        drain_timeout: Duration,
+    ) {
+        let mut running = JoinSet::new();
+
+        'serve: loop {
+            let message = loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stopped| *stopped) => break 'serve,
+                    // Reap finished handlers so the set stays as small as the work.
+                    Some(_) = running.join_next(), if !running.is_empty() => continue,
+                    message = subscription.next() => break message,
+                }
+            };
+            let Some(message) = message else { break 'serve };
+            // At the concurrency limit, wait here: later requests stay in the
+            // subscription's buffer instead of piling up as parked tasks. A stop while
+            // waiting still answers this request, in the drain below.
+            let permit = tokio::select! {
+                permit = self.permits.clone().acquire_owned() => permit.ok(),
+                _ = stop.wait_for(|stopped| *stopped) => None,
+            };
+            let this = self.clone();
+            let method = fixed_method.clone();
+            running.spawn(async move {
+                this.handle(message, method, method_from).await;
+                drop(permit);
+            });
+        }
+
+        // Draining: no new requests reach us; those already delivered still get answers.
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        if let Err(error) = subscription.drain().await {
+            tracing::debug!(%error, "drain of rpc subscription failed");
+        }
+        loop {
+            let next = tokio::time::timeout_at(deadline, subscription.next()).await;
+            let Ok(Some(message)) = next else { break };
+            let this = self.clone();
+            let method = fixed_method.clone();
+            running.spawn(async move { this.handle(message, method, method_from).await });
+        }
+        let finished = tokio::time::timeout_at(deadline, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                service = %self.instance.service,
+                still_running = running.len(),
+                "handlers did not finish within the drain timeout; aborting them"
+            );
+            running.shutdown().await;
+        }
+    }
+
+    async fn handle(&self, message: InboundMessage, method: Option<Arc<str>>, from: MethodFrom) {
+        let Some(reply_to) = message.reply.clone() else {
+            tracing::debug!(subject = %message.subject, "request without reply subject ignored");
+            return;
+        };
+        let method: Option<Arc<str>> = match from {
+            MethodFrom::Fixed => method,
+            MethodFrom::ThirdToken => message.subject.split('.').nth(2).map(Arc::from),
+        };
+        let handler = method
+            .as_ref()
+            .and_then(|name| self.handlers.get(name).map(|h| (name.clone(), h.clone())));
+
+        let outgoing: Outgoing = match handler {
+            None => failure_reply(
+                self.encoding,
+                crate::domain::envelope::peek_ids(&message.payload).and_then(|ids| ids.0),
+                None,
+                error_code::with_code(
+                    error_code::INVALID_REQUEST,
+                    format!("unknown method {:?}", method.as_deref().unwrap_or("")),
+                ),
+            ),
+            Some((name, handler)) => {
+                let context = RpcContext {
+                    instance: self.instance.clone(),
+                    client: self.client.clone(),
+                    method: name,
+                    message_id: String::new(),
+                    trace_id: String::new(),
+                    source: None,
+                    deadline: Instant::now(),
+                    headers: message.headers,
+                };
+                let incoming = Incoming {
+                    payload: message.payload,
+                    context,
+                };
+                handler.call(incoming, self.encoding).await
+            }
+        };
+        if outgoing.failed {
+            tracing::debug!(service = %self.instance.service, method = ?method, "rpc failed");
+        }
+
+        let transport = self.client.transport();
+        let sent = transport
+            .publish(reply_to.clone(), Headers::new(), outgoing.payload.into())
+            .await;
+        match sent {
+            Ok(()) => {}
+            // The caller would otherwise wait out its timeout for a reply that never comes.
+            Err(error) if error.kind() == crate::ErrorKind::PayloadTooLarge => {
+                let reply = failure_reply(
+                    self.encoding,
+                    None,
+                    None,
+                    error_code::with_code(error_code::INTERNAL_ERROR, error.message()),
+                );
+                let _ = transport
+                    .publish(reply_to, Headers::new(), reply.payload.into())
+                    .await;
+            }
+            Err(error) => tracing::debug!(%error, "cannot send rpc reply"),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The domain layer: names, envelopes and codes that mean the same on every transport.
+//!
+//! Nothing here knows about NATS or the network; the wire contract shared with the Python
+//! SDK is expressed as plain types with their validation rules.
+
+pub mod codec;
+pub mod envelope;
+pub mod error_code;
+pub mod names;
+pub mod subjects;
+
+pub use codec::Encoding;
+pub use envelope::{Command, Event, Priority, RpcRequest, RpcResponse};
+pub use names::{EventDomain, EventType, InstanceId, MethodName, ServiceName};

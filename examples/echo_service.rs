@@ -1,0 +1,48 @@
+//! An echo service: `echo-service` with one method, `echo`.
+//!
+//! Run it against a local server (start one with `cargo run -p aegis-cli -- server`):
+//!
+//! ```text
+//! NATS_URL=nats://127.0.0.1:4222 cargo run -p aegis-examples --example echo_service
+//! ```
+//!
+//! then call it with `cargo run -p aegis-examples --example echo_client`. Stop with
+//! Ctrl-C: the service drains in-flight calls before it exits.
+
+use aegis_sdk::{Client, ConnectOptions, HandlerError, RpcContext, Service};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+struct EchoRequest {
+    message: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct EchoReply {
+    echo: serde_json::Value,
+    instance: String,
+    timestamp: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    aegis_examples::init_tracing();
+    let client = Client::connect(&ConnectOptions::new(aegis_examples::nats_url())).await?;
+
+    let service = Service::builder("echo-service")
+        .version("1.0.0")
+        .rpc("echo", |ctx: RpcContext, request: EchoRequest| async move {
+            Ok::<_, HandlerError>(EchoReply {
+                echo: request.message,
+                instance: ctx.instance_id().to_string(),
+                timestamp: aegis_sdk::domain::envelope::now_timestamp(),
+            })
+        })
+        .build()?;
+    service.start(&client).await?;
+    tracing::info!(instance = %service.instance_id(), "echo-service ready; Ctrl-C to stop");
+
+    tokio::signal::ctrl_c().await?;
+    service.stop().await?;
+    Ok(())
+}
