@@ -1,5 +1,8 @@
 //! Adapters: the ports implemented over real technology.
 //!
-//! [`nats`] talks to a NATS server through async-nats (core NATS, JetStream, KV).
+//! [`nats`] talks to a NATS server through async-nats (core NATS, JetStream, KV);
+//! `memory` (feature `testing`) keeps everything in process, for users' unit tests.
 
+#[cfg(feature = "testing")]
+pub mod memory;
 pub mod nats;

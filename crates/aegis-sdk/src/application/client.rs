@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::adapters::nats::{ConnectOptions, NatsTransport};
-use crate::domain::envelope::{RpcRequest, RpcResponse};
+use crate::domain::envelope::{self, RpcRequestRef, RpcResponse};
 use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::{ConnectionEvent, ConnectionState, Headers, Transport};
@@ -225,13 +225,22 @@ where
         };
 
         // Encode before the first await: the borrowed params need not be `Sync`.
-        let (message_id, payload) = {
-            let mut request = RpcRequest::new(method.as_str(), &self.params);
-            request.timeout = timeout.as_secs_f64();
-            request.source = self.client.inner.source.clone();
-            request.target = Some(service.to_string());
-            let payload = self.client.inner.encoding.encode(&request)?;
-            (request.message_id, payload)
+        let message_id = envelope::new_id();
+        let payload = {
+            let trace_id = envelope::new_id();
+            let timestamp = envelope::now_timestamp();
+            let request = RpcRequestRef {
+                message_id: &message_id,
+                trace_id: &trace_id,
+                correlation_id: None,
+                timestamp: &timestamp,
+                source: self.client.inner.source.as_deref(),
+                target: Some(service.as_str()),
+                method: method.as_str(),
+                params: &self.params,
+                timeout: timeout.as_secs_f64(),
+            };
+            self.client.inner.encoding.encode(&request)?
         };
 
         tracing::trace!(%subject, %message_id, "rpc call");

@@ -98,8 +98,13 @@ impl Dispatcher {
         }
     }
 
-    async fn handle(&self, message: InboundMessage, method: Option<Arc<str>>, from: MethodFrom) {
-        let Some(reply_to) = message.reply.clone() else {
+    async fn handle(
+        &self,
+        mut message: InboundMessage,
+        method: Option<Arc<str>>,
+        from: MethodFrom,
+    ) {
+        let Some(reply_to) = message.reply.take() else {
             tracing::debug!(subject = %message.subject, "request without reply subject ignored");
             return;
         };

@@ -18,12 +18,55 @@ use crate::error::{Error, Result};
 
 /// A new UUID v4 as a string, for `message_id` and `trace_id`.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut buffer)
+        .to_owned()
 }
 
 /// Now, as ISO-8601 UTC with offset and microseconds: `2026-01-02T03:04:05.123456+00:00`.
 pub fn now_timestamp() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+    format_timestamp(chrono::Utc::now())
+}
+
+/// `time` as ISO-8601 UTC with offset and microseconds. Written out by hand: every
+/// envelope carries one, and the general formatter costs more than the rest of encoding.
+pub fn format_timestamp(time: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+
+    fn push(out: &mut String, value: u32, width: usize) {
+        let mut digits = [b'0'; 10];
+        let mut rest = value;
+        for slot in digits[..width].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        // Only ASCII digits were written.
+        out.push_str(std::str::from_utf8(&digits[..width]).unwrap_or("0"));
+    }
+
+    let mut out = String::with_capacity(32);
+    let year = time.year();
+    if !(0..=9999).contains(&year) {
+        return time.to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    }
+    push(&mut out, year as u32, 4);
+    out.push('-');
+    push(&mut out, time.month(), 2);
+    out.push('-');
+    push(&mut out, time.day(), 2);
+    out.push('T');
+    push(&mut out, time.hour(), 2);
+    out.push(':');
+    push(&mut out, time.minute(), 2);
+    out.push(':');
+    push(&mut out, time.second(), 2);
+    out.push('.');
+    // A leap second shows as nanosecond >= 1e9; keep the micros within six digits.
+    push(&mut out, (time.nanosecond() / 1_000).min(999_999), 6);
+    out.push_str("+00:00");
+    out
 }
 
 /// Parses a contract timestamp (offset or `Z`) into UTC.
@@ -66,34 +109,47 @@ impl Default for Meta {
     }
 }
 
-/// The base fields as they may arrive: every one optional, defaults filled in later.
-#[derive(Deserialize)]
-struct MetaWire {
-    #[serde(default)]
-    message_id: Option<String>,
-    #[serde(default)]
-    trace_id: Option<String>,
-    #[serde(default)]
-    correlation_id: Option<String>,
-    #[serde(default)]
-    timestamp: Option<String>,
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(default)]
-    target: Option<String>,
-}
-
-impl MetaWire {
-    fn into_meta(self) -> Meta {
-        Meta {
-            message_id: self.message_id.unwrap_or_else(new_id),
-            trace_id: self.trace_id.unwrap_or_else(new_id),
-            correlation_id: self.correlation_id,
-            timestamp: self.timestamp.unwrap_or_else(now_timestamp),
-            source: self.source,
-            target: self.target,
+/// Declares how an envelope may arrive: the base fields and the listed ones, every one
+/// optional (defaults are filled in after decoding). The base fields are spelled out
+/// rather than flattened in: serde's `flatten` buffers the whole map first, which
+/// costs more than the rest of decoding together.
+macro_rules! wire_envelope {
+    ($name:ident { $($field:ident: $ty:ty,)* }) => {
+        #[derive(Deserialize)]
+        #[serde(bound(deserialize = "T: DeserializeOwned"))]
+        struct $name<T> {
+            #[serde(default)]
+            message_id: Option<String>,
+            #[serde(default)]
+            trace_id: Option<String>,
+            #[serde(default)]
+            correlation_id: Option<String>,
+            #[serde(default)]
+            timestamp: Option<String>,
+            #[serde(default)]
+            source: Option<String>,
+            #[serde(default)]
+            target: Option<String>,
+            $(
+                #[serde(default)]
+                $field: Option<$ty>,
+            )*
         }
-    }
+
+        impl<T> $name<T> {
+            /// The base fields with their defaults.
+            fn take_meta(&mut self) -> Meta {
+                Meta {
+                    message_id: self.message_id.take().unwrap_or_else(new_id),
+                    trace_id: self.trace_id.take().unwrap_or_else(new_id),
+                    correlation_id: self.correlation_id.take(),
+                    timestamp: self.timestamp.take().unwrap_or_else(now_timestamp),
+                    source: self.source.take(),
+                    target: self.target.take(),
+                }
+            }
+        }
+    };
 }
 
 /// The JSON-model type a contract field must have.
@@ -244,18 +300,26 @@ pub struct RpcRequest<P = Value> {
     pub timeout: f64,
 }
 
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "P: DeserializeOwned"))]
-struct RpcRequestWire<P> {
-    #[serde(flatten)]
-    meta: MetaWire,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<P>,
-    #[serde(default)]
-    timeout: Option<f64>,
+/// An RPC request to encode, borrowing its parts: the same keys as [`RpcRequest`],
+/// without copying the method, params or ids into a new value first.
+#[derive(Serialize)]
+pub(crate) struct RpcRequestRef<'a, P> {
+    pub(crate) message_id: &'a str,
+    pub(crate) trace_id: &'a str,
+    pub(crate) correlation_id: Option<&'a str>,
+    pub(crate) timestamp: &'a str,
+    pub(crate) source: Option<&'a str>,
+    pub(crate) target: Option<&'a str>,
+    pub(crate) method: &'a str,
+    pub(crate) params: &'a P,
+    pub(crate) timeout: f64,
 }
+
+wire_envelope!(RpcRequestWire {
+    method: String,
+    params: T,
+    timeout: f64,
+});
 
 impl<P> RpcRequest<P> {
     /// The default RPC timeout of the contract, in seconds.
@@ -287,7 +351,7 @@ impl<P: DeserializeOwned> RpcRequest<P> {
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for an empty
     /// method or a timeout that is not > 0.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let wire: RpcRequestWire<P> = codec::decode(bytes).map_err(|e| {
+        let mut wire: RpcRequestWire<P> = codec::decode(bytes).map_err(|e| {
             explain(
                 bytes,
                 &[
@@ -299,7 +363,7 @@ impl<P: DeserializeOwned> RpcRequest<P> {
                 e,
             )
         })?;
-        let meta = wire.meta.into_meta();
+        let meta = wire.take_meta();
         let method = non_empty("method", wire.method)?;
         let timeout = positive_seconds(
             "timeout",
@@ -371,18 +435,11 @@ pub struct RpcResponse<R = Value> {
     pub error: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "R: DeserializeOwned"))]
-struct RpcResponseWire<R> {
-    #[serde(flatten)]
-    meta: MetaWire,
-    #[serde(default)]
-    success: Option<bool>,
-    #[serde(default)]
-    result: Option<R>,
-    #[serde(default)]
-    error: Option<String>,
-}
+wire_envelope!(RpcResponseWire {
+    success: bool,
+    result: T,
+    error: String,
+});
 
 impl<R> RpcResponse<R> {
     /// A successful reply to the request with `request_id`.
@@ -431,7 +488,7 @@ impl<R: DeserializeOwned> RpcResponse<R> {
     /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) for bytes that are not a response
     /// envelope, or a result that is not an `R`.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let wire: RpcResponseWire<R> = codec::decode(bytes).map_err(|e| {
+        let mut wire: RpcResponseWire<R> = codec::decode(bytes).map_err(|e| {
             explain(
                 bytes,
                 &[("success", Expect::Bool), ("error", Expect::OptStr)],
@@ -439,7 +496,7 @@ impl<R: DeserializeOwned> RpcResponse<R> {
                 e,
             )
         })?;
-        let meta = wire.meta.into_meta();
+        let meta = wire.take_meta();
         let success = wire
             .success
             .ok_or_else(|| Error::decode("missing field `success`"))?;
@@ -482,20 +539,12 @@ pub struct Event<T = Value> {
     pub version: String,
 }
 
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "T: DeserializeOwned"))]
-struct EventWire<T> {
-    #[serde(flatten)]
-    meta: MetaWire,
-    #[serde(default)]
-    domain: Option<String>,
-    #[serde(default)]
-    event_type: Option<String>,
-    #[serde(default)]
-    payload: Option<T>,
-    #[serde(default)]
-    version: Option<String>,
-}
+wire_envelope!(EventWire {
+    domain: String,
+    event_type: String,
+    payload: T,
+    version: String,
+});
 
 /// `^\d+\.\d+(\.\d+)?$`
 pub fn is_valid_version(version: &str) -> bool {
@@ -536,7 +585,7 @@ impl<T: DeserializeOwned> Event<T> {
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) as for requests;
     /// also for a version that is not `digits.digits[.digits]`.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let wire: EventWire<T> = codec::decode(bytes).map_err(|e| {
+        let mut wire: EventWire<T> = codec::decode(bytes).map_err(|e| {
             explain(
                 bytes,
                 &[
@@ -549,7 +598,7 @@ impl<T: DeserializeOwned> Event<T> {
                 e,
             )
         })?;
-        let meta = wire.meta.into_meta();
+        let meta = wire.take_meta();
         let domain = non_empty("domain", wire.domain)?;
         let event_type = non_empty("event_type", wire.event_type)?;
         let version = wire
@@ -661,22 +710,13 @@ pub struct Command<T = Value> {
     pub timeout: f64,
 }
 
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "T: DeserializeOwned"))]
-struct CommandWire<T> {
-    #[serde(flatten)]
-    meta: MetaWire,
-    #[serde(default)]
-    command: Option<String>,
-    #[serde(default)]
-    payload: Option<T>,
-    #[serde(default)]
-    priority: Option<String>,
-    #[serde(default)]
-    max_retries: Option<i64>,
-    #[serde(default)]
-    timeout: Option<f64>,
-}
+wire_envelope!(CommandWire {
+    command: String,
+    payload: T,
+    priority: String,
+    max_retries: i64,
+    timeout: f64,
+});
 
 impl<T> Command<T> {
     /// The default retry budget.
@@ -711,7 +751,7 @@ impl<T: DeserializeOwned> Command<T> {
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument): a missing or
     /// empty command, an unknown priority, negative retries, a timeout that is not > 0.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let wire: CommandWire<T> = codec::decode(bytes).map_err(|e| {
+        let mut wire: CommandWire<T> = codec::decode(bytes).map_err(|e| {
             explain(
                 bytes,
                 &[
@@ -725,7 +765,7 @@ impl<T: DeserializeOwned> Command<T> {
                 e,
             )
         })?;
-        let meta = wire.meta.into_meta();
+        let meta = wire.take_meta();
         let command = non_empty("command", wire.command)?;
         let priority = match wire.priority {
             Some(p) => p.parse()?,

@@ -85,8 +85,9 @@ impl fmt::Debug for ConnectOptions {
                 "None"
             }
         }
+        let servers: Vec<String> = self.servers.iter().map(|u| redact_url(u)).collect();
         f.debug_struct("ConnectOptions")
-            .field("servers", &self.servers)
+            .field("servers", &servers)
             .field("name", &self.name)
             .field("user", &self.user)
             .field("password", &redacted(&self.password))
@@ -222,6 +223,23 @@ impl ConnectOptions {
     }
 }
 
+/// `url` with any `user:password@` or `token@` part replaced by `***@`, for logs and
+/// error messages.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
+    }
+}
+
 fn split_urls(urls: &str) -> Vec<String> {
     urls.split(',')
         .map(str::trim)
@@ -270,6 +288,19 @@ mod tests {
         let err = ConnectOptions::from_lookup(|k| (k == "NATS_CERT").then(|| "c.pem".to_owned()))
             .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn urls_with_credentials_are_redacted() {
+        assert_eq!(
+            redact_url("nats://bob:pw@host:4222"),
+            "nats://***@host:4222"
+        );
+        assert_eq!(redact_url("nats://tok@host"), "nats://***@host");
+        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
+        assert_eq!(redact_url("host:4222"), "host:4222");
+        let options = ConnectOptions::new("nats://bob:pw@host:4222");
+        assert!(!format!("{options:?}").contains("pw"));
     }
 
     #[test]

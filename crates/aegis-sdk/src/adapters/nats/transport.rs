@@ -12,7 +12,7 @@ use futures::{FutureExt, Stream};
 use tokio::sync::broadcast;
 
 use super::headers::{from_nats, to_nats};
-use super::options::ConnectOptions;
+use super::options::{redact_url, ConnectOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::transport::SubscriptionStream;
 use crate::ports::{
@@ -101,10 +101,11 @@ impl NatsTransport {
         }
 
         let urls = options.server_urls();
+        let shown: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
         let client = nats.connect(urls.as_slice()).await.map_err(|e| {
-            Error::connection(format!("cannot connect to {urls:?}: {e}")).with_source(e)
+            Error::connection(format!("cannot connect to {shown:?}: {e}")).with_source(e)
         })?;
-        tracing::info!(servers = ?urls, "connected to NATS");
+        tracing::info!(servers = ?shown, "connected to NATS");
         Ok(NatsTransport { client, events })
     }
 
@@ -116,7 +117,7 @@ impl NatsTransport {
 
     fn check_size(&self, headers: &Headers, payload: &Bytes) -> Result<()> {
         let size = headers.wire_len() + payload.len();
-        let max = self.max_payload();
+        let max = self.client.max_payload();
         if size > max {
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,
@@ -198,8 +199,8 @@ impl Transport for NatsTransport {
                 Error::new(kind, message).with_source(e)
             })?;
         Ok(InboundMessage {
-            subject: message.subject.to_string(),
-            reply: message.reply.map(|r| r.to_string()),
+            subject: message.subject.into_string(),
+            reply: message.reply.map(|r| r.into_string()),
             headers: from_nats(message.headers.as_ref()),
             payload: message.payload,
         })
@@ -228,7 +229,7 @@ impl Transport for NatsTransport {
     }
 
     fn max_payload(&self) -> usize {
-        self.client.server_info().max_payload
+        self.client.max_payload()
     }
 
     fn connection_state(&self) -> ConnectionState {
@@ -253,8 +254,8 @@ impl Stream for NatsSubscription {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Pin::new(&mut self.inner).poll_next(cx).map(|message| {
             message.map(|m| InboundMessage {
-                subject: m.subject.to_string(),
-                reply: m.reply.map(|r| r.to_string()),
+                subject: m.subject.into_string(),
+                reply: m.reply.map(|r| r.into_string()),
                 headers: from_nats(m.headers.as_ref()),
                 payload: m.payload,
             })

@@ -192,3 +192,44 @@ fn failure_response_round_trip() {
         assert_eq!(back.correlation_id.as_deref(), Some("req-1"));
     }
 }
+
+#[test]
+fn hand_written_timestamp_matches_chrono() {
+    use chrono::TimeZone;
+    for (secs, nanos) in [
+        (0i64, 0u32),
+        (1_767_323_045, 123_456_789),
+        (253_402_300_799, 999_999_000),
+    ] {
+        let time = chrono::Utc.timestamp_opt(secs, nanos).unwrap();
+        assert_eq!(
+            format_timestamp(time),
+            time.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+        );
+    }
+    let id = new_id();
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+    assert_eq!(id, id.to_lowercase());
+}
+
+#[test]
+fn borrowed_request_encodes_like_the_owned_one() {
+    let owned = RpcRequest::new("echo", json!({"message": "hi"}));
+    let borrowed = RpcRequestRef {
+        message_id: &owned.message_id,
+        trace_id: &owned.trace_id,
+        correlation_id: None,
+        timestamp: &owned.timestamp,
+        source: None,
+        target: None,
+        method: "echo",
+        params: &owned.params,
+        timeout: owned.timeout,
+    };
+    for encoding in [Encoding::MessagePack, Encoding::Json] {
+        assert_eq!(
+            encoding.encode(&borrowed).unwrap(),
+            encoding.encode(&owned).unwrap()
+        );
+    }
+}

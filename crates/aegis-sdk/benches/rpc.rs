@@ -1,0 +1,232 @@
+//! RPC benchmark: this SDK against raw async-nats request/reply, in one run, against one
+//! local nats-server started here.
+//!
+//! ```text
+//! cargo bench -p aegis-sdk --bench rpc
+//! ```
+//!
+//! Prints sequential p50/p99, throughput at 64 and 256 calls in flight, process CPU time
+//! per call (client and service share this process; nats-server is not counted), and
+//! the SDK/raw ratios. Both sides run on a current-thread runtime: the server takes
+//! about one of our two cores, and one runtime thread per process measured best here.
+
+#![allow(clippy::print_stdout, missing_docs)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aegis_sdk::{Client, ConnectOptions, HandlerError, RpcContext, Service};
+use aegis_test_support::NatsServer;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+const SEQUENTIAL_CALLS: usize = 5_000;
+const THROUGHPUT_CALLS: usize = 60_000;
+
+#[derive(Serialize, Deserialize)]
+struct Echo {
+    message: String,
+}
+
+/// User plus system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    let total = ticks(11) + ticks(12);
+    Duration::from_millis(total * 10) // USER_HZ is 100 on Linux
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    rate_64: f64,
+    rate_256: f64,
+    cpu_per_call: Duration,
+}
+
+async fn measure<F, Fut>(call: F) -> Figures
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    for _ in 0..500 {
+        call().await;
+    }
+    let mut latencies = Vec::with_capacity(SEQUENTIAL_CALLS);
+    for _ in 0..SEQUENTIAL_CALLS {
+        let started = Instant::now();
+        call().await;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort_unstable();
+
+    let mut rates = Vec::new();
+    let mut cpu_per_call = Duration::ZERO;
+    for in_flight in [64usize, 256] {
+        let remaining = Arc::new(AtomicUsize::new(THROUGHPUT_CALLS));
+        let cpu_before = cpu_time();
+        let started = Instant::now();
+        let workers: Vec<_> = (0..in_flight)
+            .map(|_| {
+                let call = call.clone();
+                let remaining = remaining.clone();
+                tokio::spawn(async move {
+                    while remaining
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        call().await;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        let cpu = cpu_time().saturating_sub(cpu_before);
+        rates.push(THROUGHPUT_CALLS as f64 / elapsed.as_secs_f64());
+        if in_flight == 64 {
+            cpu_per_call = cpu / THROUGHPUT_CALLS as u32;
+        }
+    }
+    Figures {
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        rate_64: rates[0],
+        rate_256: rates[1],
+        cpu_per_call,
+    }
+}
+
+async fn raw(url: &str) -> Figures {
+    let server_side = async_nats::connect(url).await.unwrap();
+    let mut subscriber = server_side
+        .queue_subscribe("raw.echo", "raw".to_owned())
+        .await
+        .unwrap();
+    let responder = tokio::spawn(async move {
+        while let Some(message) = subscriber.next().await {
+            if let Some(reply) = message.reply {
+                server_side.publish(reply, message.payload).await.unwrap();
+            }
+        }
+    });
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(10)))
+        .connect(url)
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let payload = bytes::Bytes::from(
+        serde_json::to_vec(&Echo {
+            message: "hello".into(),
+        })
+        .unwrap(),
+    );
+    let figures = measure(move || {
+        let client = client.clone();
+        let payload = payload.clone();
+        async move {
+            client.request("raw.echo", payload).await.unwrap();
+        }
+    })
+    .await;
+    responder.abort();
+    figures
+}
+
+async fn sdk(url: &str) -> Figures {
+    let service_client = Client::connect(&ConnectOptions::new(url)).await.unwrap();
+    let service = Service::builder("bench")
+        .rpc("echo", |_: RpcContext, p: Echo| async move {
+            Ok::<_, HandlerError>(p)
+        })
+        .build()
+        .unwrap();
+    service.start(&service_client).await.unwrap();
+    let client = Client::connect(&ConnectOptions::new(url)).await.unwrap();
+    let figures = measure(move || {
+        let client = client.clone();
+        async move {
+            let _: Echo = client
+                .call(
+                    "bench",
+                    "echo",
+                    Echo {
+                        message: "hello".into(),
+                    },
+                )
+                .timeout(Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    service.stop().await.unwrap();
+    figures
+}
+
+fn main() {
+    let server = NatsServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = server.url();
+    let (raw, sdk) = runtime.block_on(async {
+        let raw = raw(&url).await;
+        let sdk = sdk(&url).await;
+        (raw, sdk)
+    });
+
+    println!("RPC benchmark ({SEQUENTIAL_CALLS} sequential calls, {THROUGHPUT_CALLS} calls per throughput run)");
+    println!(
+        "{:<28} {:>14} {:>14} {:>10}",
+        "", "raw async-nats", "aegis-sdk", "ratio"
+    );
+    let row = |name: &str, raw: f64, sdk: f64, unit: &str| {
+        println!(
+            "{name:<28} {:>11.1} {unit:<2} {:>11.1} {unit:<2} {:>10.2}",
+            raw,
+            sdk,
+            sdk / raw
+        );
+    };
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    row("sequential p50", us(raw.p50), us(sdk.p50), "us");
+    row("sequential p99", us(raw.p99), us(sdk.p99), "us");
+    row("throughput, 64 in flight", raw.rate_64, sdk.rate_64, "/s");
+    row(
+        "throughput, 256 in flight",
+        raw.rate_256,
+        sdk.rate_256,
+        "/s",
+    );
+    row(
+        "CPU per call (64 in flight)",
+        us(raw.cpu_per_call),
+        us(sdk.cpu_per_call),
+        "us",
+    );
+    println!(
+        "p50 difference: {:+.1} us (target <= +15 us); 64-in-flight ratio {:.2} (target >= 0.90)",
+        us(sdk.p50) - us(raw.p50),
+        sdk.rate_64 / raw.rate_64
+    );
+}

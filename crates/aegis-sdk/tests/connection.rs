@@ -1,0 +1,100 @@
+//! Connecting with credentials, against real servers that require them.
+
+use std::time::Duration;
+
+use aegis_sdk::ports::{ConnectionEvent, ConnectionState};
+use aegis_sdk::{Client, ConnectOptions, ErrorKind, ReconnectPolicy};
+use aegis_test_support::NatsServer;
+
+fn quick(url: &str) -> ConnectOptions {
+    ConnectOptions::new(url)
+        .connect_timeout(Duration::from_secs(2))
+        .reconnect(ReconnectPolicy {
+            max_attempts: Some(1),
+            ..ReconnectPolicy::default()
+        })
+}
+
+#[tokio::test]
+async fn token_authentication() {
+    let server = NatsServer::builder()
+        .config_extra("authorization { token: \"s3cret-token\" }")
+        .start();
+
+    let client = Client::connect(&quick(&server.url()).token("s3cret-token"))
+        .await
+        .unwrap();
+    assert_eq!(client.connection_state(), ConnectionState::Connected);
+
+    let err = Client::connect(&quick(&server.url()).token("wrong"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+    assert!(!err.to_string().contains("wrong"), "{err}");
+}
+
+#[tokio::test]
+async fn user_and_password_authentication_from_the_environment() {
+    let server = NatsServer::builder()
+        .config_extra("authorization { user: alice, password: \"pa55word\" }")
+        .start();
+    let url = server.url();
+    let env = move |name: &str| match name {
+        "NATS_URL" => Some(url.clone()),
+        "NATS_USER" => Some("alice".to_owned()),
+        "NATS_PASSWORD" => Some("pa55word".to_owned()),
+        _ => None,
+    };
+    let options = ConnectOptions::from_lookup(env).unwrap();
+    assert!(!format!("{options:?}").contains("pa55word"));
+    let client = Client::connect(&options).await.unwrap();
+    assert_eq!(client.connection_state(), ConnectionState::Connected);
+
+    let err = Client::connect(&quick(&server.url()).user_and_password("alice", "nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_connection_error() {
+    let port = aegis_test_support::free_port();
+    let err = Client::connect(&quick(&format!("nats://127.0.0.1:{port}")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+}
+
+#[tokio::test]
+async fn connection_events_report_outage_and_recovery() {
+    let mut server = NatsServer::start();
+    let client = Client::connect(&ConnectOptions::new(server.url()))
+        .await
+        .unwrap();
+    let mut events = client.connection_events();
+
+    server.stop();
+    assert!(wait_for(&mut events, ConnectionEvent::Disconnected).await);
+    assert_eq!(client.connection_state(), ConnectionState::Disconnected);
+
+    server.start_again();
+    assert!(wait_for(&mut events, ConnectionEvent::Connected).await);
+    assert_eq!(client.connection_state(), ConnectionState::Connected);
+}
+
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>,
+    want: ConnectionEvent,
+) -> bool {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match events.recv().await {
+                Ok(event) if event == want => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
