@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 /// Something that hands out clients connected to one shared bus.
 enum Backend {
-    Nats(NatsServer),
+    Nats(Box<NatsServer>),
     Memory(MemoryTransport),
 }
 
@@ -129,7 +129,7 @@ macro_rules! contract {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn nats() {
-                super::$name(Backend::Nats(NatsServer::start())).await;
+                super::$name(Backend::Nats(Box::new(NatsServer::start()))).await;
             }
 
             #[tokio::test]
