@@ -10,9 +10,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::adapters::nats::{ConnectOptions, NatsTransport};
-use crate::domain::envelope::{self, RpcRequestRef, RpcResponse};
+use crate::domain::envelope::{self, RpcRequestRef};
+use crate::domain::hot;
 use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::ports::{ConnectionEvent, ConnectionState, Headers, Transport};
 
 /// A handle to the messaging system: makes calls, and is what services run on.
@@ -251,24 +252,7 @@ where
             .request(subject, self.headers, payload.into(), timeout)
             .await?;
 
-        let response = RpcResponse::<R>::decode(&reply.payload)?;
-        if let Some(correlation) = &response.correlation_id {
-            if *correlation != message_id {
-                return Err(Error::decode(format!(
-                    "reply correlates to {correlation}, not to request {message_id}"
-                )));
-            }
-        }
-        if !response.success {
-            return Err(Error::remote(response.error.unwrap_or_else(|| {
-                "remote call failed without an error text".to_owned()
-            })));
-        }
-        match response.result {
-            Some(result) => Ok(result),
-            None => serde_json::from_value(serde_json::Value::Null)
-                .map_err(|e| Error::new(ErrorKind::Decode, format!("reply has no result: {e}"))),
-        }
+        hot::decode_response(&reply.payload, &message_id)
     }
 }
 

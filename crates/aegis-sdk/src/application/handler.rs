@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::context::{HandlerError, RpcContext};
-use crate::domain::envelope::{self, RpcRequest, RpcResponse};
+use crate::domain::envelope::{self, RpcResponse};
+use crate::domain::hot::{self, ResponseRef};
 use crate::domain::{error_code, Encoding};
 
 /// What the dispatcher hands a handler: the raw request and a context template.
@@ -109,7 +110,7 @@ where
             mut context,
         } = incoming;
 
-        let request = match RpcRequest::<P>::decode(&payload) {
+        let request = match hot::decode_request::<P>(&payload) {
             Ok(request) => request,
             Err(error) => {
                 return futures::future::ready(invalid_request_reply(encoding, &payload, &error))
@@ -125,11 +126,11 @@ where
             }
         }
 
-        let request_id = Some(request.message_id.clone());
-        let trace_id = Some(request.trace_id.clone());
         context.message_id = request.message_id;
         context.trace_id = request.trace_id;
         context.source = request.source;
+        let instance = context.instance.clone();
+        let ids = (context.message_id.clone(), context.trace_id.clone());
         let budget = std::time::Duration::from_secs_f64(request.timeout.min(1.0e9));
         context.deadline = Instant::now() + budget;
 
@@ -142,8 +143,8 @@ where
                 let text = format!("handler panicked: {}", panic_message(&*panic));
                 return futures::future::ready(failure_reply(
                     encoding,
-                    request_id,
-                    trace_id,
+                    Some(ids.0),
+                    Some(ids.1),
                     error_code::with_code(error_code::INTERNAL_ERROR, text),
                 ))
                 .boxed();
@@ -151,12 +152,25 @@ where
         };
 
         async move {
+            let (request_id, trace_id) = ids;
             // The caller stops waiting after its timeout: running on is wasted work.
             let outcome =
                 tokio::time::timeout(budget, AssertUnwindSafe(future).catch_unwind()).await;
             let error = match outcome {
                 Ok(Ok(Ok(result))) => {
-                    let response = RpcResponse::ok(request_id.clone(), trace_id.clone(), result);
+                    let message_id = envelope::new_id();
+                    let timestamp = envelope::now_timestamp();
+                    let response = ResponseRef {
+                        message_id: &message_id,
+                        trace_id: &trace_id,
+                        correlation_id: Some(&request_id),
+                        timestamp: &timestamp,
+                        source: Some(instance.instance_id.as_str()),
+                        target: None,
+                        success: true,
+                        result: Some(&result),
+                        error: None,
+                    };
                     match encoding.encode(&response) {
                         Ok(payload) => {
                             return Outgoing {
@@ -180,7 +194,7 @@ where
                     format!("handler did not finish within {budget:?}"),
                 ),
             };
-            failure_reply(encoding, request_id, trace_id, error)
+            failure_reply(encoding, Some(request_id), Some(trace_id), error)
         }
         .boxed()
     }

@@ -25,12 +25,15 @@ impl Encoding {
     /// # Errors
     /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) when serde refuses the value.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>> {
+        // Envelopes are a few hundred bytes: start there rather than grow from nothing.
+        let mut buffer = Vec::with_capacity(256);
         match self {
-            Encoding::MessagePack => rmp_serde::to_vec_named(value)
-                .map_err(|e| Error::encode(format!("MessagePack: {e}")).with_source(e)),
-            Encoding::Json => serde_json::to_vec(value)
-                .map_err(|e| Error::encode(format!("JSON: {e}")).with_source(e)),
+            Encoding::MessagePack => rmp_serde::encode::write_named(&mut buffer, value)
+                .map_err(|e| Error::encode(format!("MessagePack: {e}")).with_source(e))?,
+            Encoding::Json => serde_json::to_writer(&mut buffer, value)
+                .map_err(|e| Error::encode(format!("JSON: {e}")).with_source(e))?,
         }
+        Ok(buffer)
     }
 
     /// The encoding a received message uses, judged by its first byte: `0x80..=0x8F`,
@@ -51,6 +54,20 @@ impl Encoding {
 /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) for an empty payload or bytes that do
 /// not form a `T`; the message says what was wrong.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match Encoding::sniff(bytes) {
+        None => Err(Error::decode("empty payload")),
+        Some(Encoding::MessagePack) => rmp_serde::from_slice(bytes)
+            .map_err(|e| Error::decode(format!("invalid MessagePack message: {e}")).with_source(e)),
+        Some(Encoding::Json) => serde_json::from_slice(bytes)
+            .map_err(|e| Error::decode(format!("invalid JSON message: {e}")).with_source(e)),
+    }
+}
+
+/// Like [`decode`], for types that borrow strings from `bytes` instead of copying them.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
     match Encoding::sniff(bytes) {
         None => Err(Error::decode("empty payload")),
         Some(Encoding::MessagePack) => rmp_serde::from_slice(bytes)

@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod envelope;
 pub mod error_code;
+pub(crate) mod hot;
 pub mod names;
 pub mod subjects;
 
