@@ -3,6 +3,12 @@
 pub mod client;
 pub mod component;
 pub mod context;
+pub mod discovery;
+pub mod kv;
+pub mod registration;
+pub mod registry;
+pub mod routing;
+pub mod selection;
 mod dispatch;
 mod handler;
 pub mod service;

@@ -4,8 +4,11 @@
 //! the source chain keeps the original for people, the kind is what callers match on.
 
 mod headers;
+pub mod kv;
+mod kv_watch;
 pub mod options;
 pub mod transport;
 
+pub use kv::NatsKvStore;
 pub use options::{ConnectOptions, ReconnectPolicy};
 pub use transport::NatsTransport;
