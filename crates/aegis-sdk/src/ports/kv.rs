@@ -110,7 +110,8 @@ pub struct BucketConfig {
     /// Where values live (default [`StorageKind::File`]).
     pub storage: StorageKind,
     /// Enables per-key TTL and expiry notices. The value is how long the expiry marker a
-    /// watcher sees is kept (at least 1 s; default 60 s). `None` disables per-key TTL.
+    /// watcher sees is kept (at least 1 s; default 1 s). The server raises any shorter
+    /// per-key TTL to this value, so keep it short. `None` disables per-key TTL.
     pub expiry_markers: Option<Duration>,
     /// A description for people.
     pub description: String,
@@ -125,7 +126,7 @@ impl BucketConfig {
             max_value_size: None,
             replicas: 1,
             storage: StorageKind::File,
-            expiry_markers: Some(Duration::from_secs(60)),
+            expiry_markers: Some(Duration::from_secs(1)),
             description: String::new(),
         }
     }

@@ -36,6 +36,7 @@ pub struct NatsKvStore {
 }
 
 pub(super) struct Inner {
+    pub(super) transport: NatsTransport,
     pub(super) client: async_nats::Client,
     pub(super) context: async_nats::jetstream::Context,
     pub(super) store: kv::Store,
@@ -79,7 +80,7 @@ impl NatsKvStore {
         let context = async_nats::jetstream::new(client.clone());
 
         if let Ok(store) = context.get_key_value(&config.name).await {
-            return Ok(Self::from_store(client, context, store));
+            return Ok(Self::from_store(transport, client, context, store));
         }
         let created = context
             .create_key_value(kv::Config {
@@ -101,11 +102,11 @@ impl NatsKvStore {
         match created {
             Ok(store) => {
                 tracing::debug!(bucket = %config.name, "created KV bucket");
-                Ok(Self::from_store(client, context, store))
+                Ok(Self::from_store(transport, client, context, store))
             }
             // Somebody else may have created it in the meantime.
             Err(create_error) => match context.get_key_value(&config.name).await {
-                Ok(store) => Ok(Self::from_store(client, context, store)),
+                Ok(store) => Ok(Self::from_store(transport, client, context, store)),
                 Err(_) => Err(Error::new(
                     ErrorKind::Storage,
                     format!("cannot create KV bucket {}: {create_error}", config.name),
@@ -127,10 +128,11 @@ impl NatsKvStore {
         let store = context.get_key_value(bucket).await.map_err(|e| {
             Error::new(ErrorKind::NotFound, format!("no KV bucket {bucket}: {e}")).with_source(e)
         })?;
-        Ok(Self::from_store(client, context, store))
+        Ok(Self::from_store(transport, client, context, store))
     }
 
     fn from_store(
+        transport: &NatsTransport,
         client: async_nats::Client,
         context: async_nats::jetstream::Context,
         store: kv::Store,
@@ -139,6 +141,7 @@ impl NatsKvStore {
         let ttl_enabled = config.allow_message_ttl;
         NatsKvStore {
             inner: Arc::new(Inner {
+                transport: transport.clone(),
                 client,
                 context,
                 bucket: store.name.clone(),

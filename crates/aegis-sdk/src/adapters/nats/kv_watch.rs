@@ -16,11 +16,12 @@ use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::kv::NatsKvStore;
 use crate::error::{Error, Result};
 use crate::ports::kv::{KvChange, KvOperation, KvWatch, WatchStart, WatchTarget};
+use crate::ports::{ConnectionEvent, Transport};
 
 /// Changes buffered between the watch task and the reader.
 const WATCH_BUFFER: usize = 256;
@@ -189,6 +190,8 @@ pub(super) async fn watch(
     start: WatchStart,
 ) -> Result<KvWatch> {
     let (filter, keep) = filter_for(&store, &target);
+    // Subscribed before the consumer exists, so that no reconnect goes unnoticed.
+    let events = store.inner.transport.connection_events();
     let policy = match start {
         WatchStart::CurrentValues => DeliverPolicy::LastPerSubject,
         _ => DeliverPolicy::New,
@@ -210,6 +213,7 @@ pub(super) async fn watch(
         initial: policy,
         last,
         sender,
+        events,
     };
     let handle = tokio::spawn(task.run(messages));
     Ok(KvWatch::new(
@@ -229,19 +233,33 @@ struct WatchTask {
     /// The highest revision delivered so far (or skipped as not ours).
     last: u64,
     sender: mpsc::Sender<KvChange>,
+    events: broadcast::Receiver<ConnectionEvent>,
 }
 
 impl WatchTask {
     async fn run(mut self, mut messages: Ordered) {
         loop {
-            // Deliver until the consumer fails or ends.
-            while let Some(next) = messages.next().await {
+            // Deliver until the consumer fails or ends, or the connection came back. A
+            // reconnect may have cost the consumer (the server restarted), and
+            // async-nats only notices that if it was polled across the outage, which it
+            // is not while the reader lags behind; so a reconnect always re-creates it.
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    event = self.events.recv() => match event {
+                        Ok(ConnectionEvent::Connected) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    next = messages.next() => next,
+                };
                 let message = match next {
-                    Ok(message) => message,
-                    Err(error) => {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
                         tracing::debug!(bucket = %self.store.inner.bucket, %error, "kv watch consumer failed");
                         break;
                     }
+                    None => break,
                 };
                 let Some(change) = parse(&self.store, &message) else {
                     continue;
