@@ -119,23 +119,47 @@ impl Router {
         P: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
-        let (instance, in_flight) = self
-            .discovery
-            .candidates(service, |candidates| {
-                self.selector
-                    .select(service, candidates)
-                    .map(|(instance, guard)| (instance.instance_id.clone(), guard))
-            })
-            .ok_or_else(|| no_instance(service))?;
+        // Encode once: the params move into the first call, later attempts reuse the
+        // value.
+        let params = serde_json::to_value(params)
+            .map_err(|e| Error::new(ErrorKind::Encode, format!("cannot encode params: {e}")))?;
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            let (instance, in_flight) = self
+                .discovery
+                .candidates(service, |candidates| {
+                    let untried: Vec<_> = candidates
+                        .iter()
+                        .copied()
+                        .filter(|c| !tried.contains(&c.instance_id))
+                        .collect();
+                    self.selector
+                        .select(service, &untried)
+                        .map(|(instance, guard)| (instance.instance_id.clone(), guard))
+                })
+                .ok_or_else(|| no_instance(service))?;
 
-        tracing::trace!(%service, %method, %instance, "routed call");
-        let mut call = self.client.call::<P, R>(service, method, params).instance(instance);
-        if let Some(timeout) = timeout {
-            call = call.timeout(timeout);
+            tracing::trace!(%service, %method, %instance, "routed call");
+            let mut call = self
+                .client
+                .call::<_, R>(service, method, params.clone())
+                .instance(instance.clone());
+            if let Some(timeout) = timeout {
+                call = call.timeout(timeout);
+            }
+            let result = call.await;
+            drop(in_flight);
+
+            // Nobody listens on the instance's subject: it died and its entry has not
+            // expired yet. Nothing was delivered, so another instance may take the call.
+            match result {
+                Err(e) if e.kind() == ErrorKind::NoResponders => {
+                    tracing::debug!(%service, %instance, "chosen instance is gone; choosing again");
+                    tried.push(instance);
+                }
+                other => return other,
+            }
         }
-        let result = call.await;
-        drop(in_flight);
-        result
     }
 }
 
