@@ -66,9 +66,15 @@ async fn put_get_create_update_delete_purge() {
 
     // update: a compare-and-set on the revision.
     let r2 = kv.update("alice", &user("alice", 31), r1).await.unwrap();
-    let err = kv.update("alice", &user("alice", 99), r1).await.unwrap_err();
+    let err = kv
+        .update("alice", &user("alice", 99), r1)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RevisionMismatch);
-    assert_eq!(kv.get::<User>("alice").await.unwrap().unwrap().value.age, 31);
+    assert_eq!(
+        kv.get::<User>("alice").await.unwrap().unwrap().value.age,
+        31
+    );
     let err = kv.update("nobody", &user("n", 1), 5).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RevisionMismatch);
 
@@ -89,7 +95,10 @@ async fn put_get_create_update_delete_purge() {
     assert_eq!(err.kind(), ErrorKind::RevisionMismatch);
     store.purge("bob", Some(rb)).await.unwrap();
     assert!(kv.get::<User>("bob").await.unwrap().is_none());
-    assert!(store.history("bob", 10).await.unwrap().len() == 1, "purge leaves one marker");
+    assert!(
+        store.history("bob", 10).await.unwrap().len() == 1,
+        "purge leaves one marker"
+    );
     kv.create("bob", &user("bob", 2), None).await.unwrap();
     kv.purge("bob").await.unwrap();
     assert!(kv.get::<User>("bob").await.unwrap().is_none());
@@ -190,7 +199,11 @@ async fn bucket_configuration_and_existing_buckets() {
     assert_eq!(status.max_value_size, 64);
     assert_eq!(status.storage, StorageKind::Memory);
     assert!(!status.ttl_enabled);
-    assert!(kv.store().put("big", Bytes::from(vec![b'x'; 100]), None).await.is_err());
+    assert!(kv
+        .store()
+        .put("big", Bytes::from(vec![b'x'; 100]), None)
+        .await
+        .is_err());
     let err = kv
         .put_with_ttl("k", &1, Duration::from_secs(5))
         .await
@@ -235,7 +248,10 @@ async fn invalid_keys_are_typed_errors_and_encoded_keys_work() {
                 .unwrap_err()
                 .kind(),
         ];
-        assert!(kinds.iter().all(|k| *k == ErrorKind::InvalidName), "{bad:?}: {kinds:?}");
+        assert!(
+            kinds.iter().all(|k| *k == ErrorKind::InvalidName),
+            "{bad:?}: {kinds:?}"
+        );
     }
     assert_eq!(
         kv.keys("a b").await.unwrap_err().kind(),
@@ -273,7 +289,10 @@ async fn ttl_expiry_seen_by_get_keys_watcher_and_create() {
     kv.put("lease.keep", &"forever").await.unwrap();
 
     let put = next(&mut watch).await;
-    assert_eq!((put.key.as_str(), put.operation), ("lease.a", KvOperation::Put));
+    assert_eq!(
+        (put.key.as_str(), put.operation),
+        ("lease.a", KvOperation::Put)
+    );
     assert_eq!(put.revision, written);
     assert_eq!(next(&mut watch).await.key, "lease.keep");
 
@@ -298,7 +317,10 @@ async fn ttl_expiry_seen_by_get_keys_watcher_and_create() {
     let err = kv.create("lease.a", &"holder-3", None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     let change = next(&mut watch).await;
-    assert_eq!((change.revision, change.operation), (created, KvOperation::Put));
+    assert_eq!(
+        (change.revision, change.operation),
+        (created, KvOperation::Put)
+    );
     let expired = next(&mut watch).await;
     assert_eq!(
         (expired.key.as_str(), expired.operation),
@@ -351,7 +373,10 @@ async fn prefix_watch_reports_deletes_and_purges_with_their_keys() {
     kv.put("order-3", &3).await.unwrap();
     kv.put("other", &1).await.unwrap();
     let change = next(&mut one).await;
-    assert_eq!((change.key.as_str(), change.value.as_ref()), ("other", &b"1"[..]));
+    assert_eq!(
+        (change.key.as_str(), change.value.as_ref()),
+        ("other", &b"1"[..])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,7 +392,10 @@ async fn watch_current_values_first_then_changes() {
     assert!(!watch.current_at_start());
     let first = next(&mut watch).await;
     let second = next(&mut watch).await;
-    assert_eq!((first.key.as_str(), first.value.as_ref()), ("cfg.a", &b"2"[..]));
+    assert_eq!(
+        (first.key.as_str(), first.value.as_ref()),
+        ("cfg.a", &b"2"[..])
+    );
     assert_eq!((second.key.as_str(), second.pending), ("cfg.b", 0));
 
     kv.put("cfg.c", &4).await.unwrap();
@@ -431,7 +459,10 @@ async fn watch_resumes_after_server_restart_while_nobody_reads() {
     // Every change exactly once, in order.
     let mut seen = Vec::new();
     while seen.len() < written.len() {
-        let change = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap_or_else(|_| panic!("stalled after {} of {}", seen.len(), written.len())).unwrap();
+        let change = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {} of {}", seen.len(), written.len()))
+            .unwrap();
         assert_eq!(change.key, format!("k.{}", seen.len() + 1));
         seen.push(change.revision);
     }

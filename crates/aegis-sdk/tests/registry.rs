@@ -1,6 +1,8 @@
 //! Service registry, discovery and routed calls on a real nats-server started by each
 //! test.
 
+#![allow(clippy::print_stderr)] // measured latencies, shown with --nocapture
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -111,7 +113,10 @@ async fn wait_for(cache: &CachedDiscovery, limit: Duration, done: impl Fn() -> b
         if done() {
             return true;
         }
-        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
             return done();
         }
     }
@@ -130,7 +135,12 @@ async fn a_started_service_registers_by_the_contract_and_deregisters_on_stop() {
         &InstanceId::new("echo-a").unwrap(),
     );
     assert_eq!(key, "service-instances__echo-service__echo-a");
-    let raw = registry.store().get(&key).await.unwrap().expect("registered");
+    let raw = registry
+        .store()
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("registered");
     let value: Value = serde_json::from_slice(&raw.value).unwrap();
     assert_eq!(value["serviceName"], SERVICE);
     assert_eq!(value["instanceId"], "echo-a");
@@ -145,10 +155,16 @@ async fn a_started_service_registers_by_the_contract_and_deregisters_on_stop() {
     assert!(metadata["host"].is_string());
     assert!(metadata["startedAt"].is_string());
     assert!(metadata["subscriptions"].is_array());
-    assert_eq!(registry.store().status().await.unwrap().bucket, "service_registry");
+    assert_eq!(
+        registry.store().status().await.unwrap().bucket,
+        "service_registry"
+    );
 
     service.stop().await.unwrap();
-    assert!(registry.store().get(&key).await.unwrap().is_none(), "deregistered");
+    assert!(
+        registry.store().get(&key).await.unwrap().is_none(),
+        "deregistered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +204,10 @@ async fn status_changes_reach_discovery_and_filter_healthy_lists() {
     other.start(&client).await.unwrap();
 
     let cache = cache(&client).await;
-    assert_eq!(ids(&cache.instances(SERVICE, true)), vec!["echo-a", "echo-b"]);
+    assert_eq!(
+        ids(&cache.instances(SERVICE, true)),
+        vec!["echo-a", "echo-b"]
+    );
 
     for status in [
         InstanceStatus::Unhealthy,
@@ -213,13 +232,20 @@ async fn status_changes_reach_discovery_and_filter_healthy_lists() {
 
     // The uncached listing agrees.
     let discovery = Discovery::open(&client).await.unwrap();
-    assert_eq!(ids(&discovery.instances(SERVICE, false).await.unwrap()).len(), 2);
+    assert_eq!(
+        ids(&discovery.instances(SERVICE, false).await.unwrap()).len(),
+        2
+    );
     assert_eq!(
         ids(&discovery.instances(SERVICE, true).await.unwrap()),
         vec!["echo-b"]
     );
     assert_eq!(
-        discovery.instances("bad name", true).await.unwrap_err().kind(),
+        discovery
+            .instances("bad name", true)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidName
     );
     service.stop().await.unwrap();
@@ -276,7 +302,12 @@ async fn a_killed_instance_disappears_within_ttl_plus_one_second() {
         vec!["echo-1", "echo-2", "echo-3"]
     );
 
-    let mut watch = ServiceRegistry::open(&client).await.unwrap().watch().await.unwrap();
+    let mut watch = ServiceRegistry::open(&client)
+        .await
+        .unwrap()
+        .watch()
+        .await
+        .unwrap();
     remotes.remove(1).kill();
     let killed = Instant::now();
 
@@ -291,14 +322,18 @@ async fn a_killed_instance_disappears_within_ttl_plus_one_second() {
         elapsed <= options().ttl + Duration::from_secs(1),
         "gone after {elapsed:?}"
     );
-    assert_eq!(ids(&cache.instances(SERVICE, true)), vec!["echo-1", "echo-3"]);
+    assert_eq!(
+        ids(&cache.instances(SERVICE, true)),
+        vec!["echo-1", "echo-3"]
+    );
 
     // A plain watcher saw it go, as an expiry of its key.
     let expiry = loop {
-        let change = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut watch))
-            .await
-            .expect("expiry seen")
-            .unwrap();
+        let change =
+            tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut watch))
+                .await
+                .expect("expiry seen")
+                .unwrap();
         if change.key.ends_with("__echo-2")
             && change.operation != aegis_sdk::ports::kv::KvOperation::Put
         {
@@ -309,7 +344,10 @@ async fn a_killed_instance_disappears_within_ttl_plus_one_second() {
 
     // The others keep heartbeating past several TTLs.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(ids(&cache.instances(SERVICE, true)), vec!["echo-1", "echo-3"]);
+    assert_eq!(
+        ids(&cache.instances(SERVICE, true)),
+        vec!["echo-1", "echo-3"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,8 +396,17 @@ async fn heartbeat_recovers_after_an_outage_and_discovery_says_it_serves_stale_d
         assert!(Instant::now() < deadline, "heartbeat did not recover");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(wait_for(&cache, Duration::from_secs(5), || cache.registry_reachable()).await);
-    assert_eq!(ids(&cache.instances(SERVICE, true)), vec!["echo-a"]);
+    assert!(
+        wait_for(&cache, Duration::from_secs(5), || cache
+            .registry_reachable())
+        .await
+    );
+    assert!(
+        wait_for(&cache, Duration::from_secs(5), || {
+            ids(&cache.instances(SERVICE, true)) == vec!["echo-a"]
+        })
+        .await
+    );
     service.stop().await.unwrap();
 }
 
@@ -374,22 +421,25 @@ async fn discovery_sees_new_and_vanished_instances_without_polling() {
     service.start(&client).await.unwrap();
     let started = Instant::now();
     assert!(
-        wait_for(&cache, Duration::from_secs(5), || !cache.instances(SERVICE, true).is_empty()).await
+        wait_for(&cache, Duration::from_secs(5), || !cache
+            .instances(SERVICE, true)
+            .is_empty())
+        .await
     );
     eprintln!("new instance visible after {:?}", started.elapsed());
 
     service.stop().await.unwrap();
     let stopped = Instant::now();
     assert!(
-        wait_for(&cache, Duration::from_secs(5), || cache.instances(SERVICE, false).is_empty()).await
+        wait_for(&cache, Duration::from_secs(5), || cache
+            .instances(SERVICE, false)
+            .is_empty())
+        .await
     );
     eprintln!("stopped instance gone after {:?}", stopped.elapsed());
 }
 
-async fn routed_counts(
-    router: &Router,
-    calls: usize,
-) -> HashMap<String, usize> {
+async fn routed_counts(router: &Router, calls: usize) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for _ in 0..calls {
         let reply: Value = router.call(SERVICE, "echo", json!({})).await.unwrap();
@@ -415,7 +465,11 @@ async fn round_robin_spreads_300_calls_evenly_and_queue_group_calls_still_work()
     assert_eq!(counts.len(), 3, "{counts:?}");
     assert!(counts.values().all(|n| *n == 100), "{counts:?}");
 
-    let random = Router::new(&client, router.discovery().clone(), SelectionStrategy::Random);
+    let random = Router::new(
+        &client,
+        router.discovery().clone(),
+        SelectionStrategy::Random,
+    );
     let counts = routed_counts(&random, 150).await;
     assert_eq!(counts.len(), 3, "random reaches every instance: {counts:?}");
 
@@ -427,10 +481,18 @@ async fn round_robin_spreads_300_calls_evenly_and_queue_group_calls_still_work()
     );
     let replies = futures::future::join_all((0..3).map(|_| {
         let least = least.clone();
-        async move { least.call::<_, Value>(SERVICE, "slow", json!({})).await.unwrap() }
+        async move {
+            least
+                .call::<_, Value>(SERVICE, "slow", json!({}))
+                .await
+                .unwrap()
+        }
     }))
     .await;
-    let mut instances: Vec<&str> = replies.iter().map(|r| r["instance"].as_str().unwrap()).collect();
+    let mut instances: Vec<&str> = replies
+        .iter()
+        .map(|r| r["instance"].as_str().unwrap())
+        .collect();
     instances.sort_unstable();
     assert_eq!(instances, vec!["echo-1", "echo-2", "echo-3"]);
 
@@ -438,7 +500,11 @@ async fn round_robin_spreads_300_calls_evenly_and_queue_group_calls_still_work()
     assert!(reply["instance"].as_str().unwrap().starts_with("echo-"));
 
     assert_eq!(
-        router.call::<_, Value>("nobody", "echo", json!({})).await.unwrap_err().kind(),
+        router
+            .call::<_, Value>("nobody", "echo", json!({}))
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::NoResponders
     );
 }
@@ -459,7 +525,21 @@ async fn sticky_sends_every_call_to_the_preferred_instance_and_moves_when_it_die
     assert_eq!(counts, HashMap::from([("echo-2".to_owned(), 100)]));
 
     remotes.remove(1).kill();
-    // Right after the death (its entry has not expired yet) calls still succeed...
+    // Once the server has dropped the dead connection (its registry entry has not
+    // expired yet), routed calls still succeed: nobody answers on its subject, so the
+    // router chooses again, and sticks to that choice...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let direct = client
+            .call::<_, Value>(SERVICE, "echo", json!({}))
+            .instance("echo-2")
+            .timeout(Duration::from_millis(200))
+            .await;
+        match direct {
+            Err(e) if e.kind() == ErrorKind::NoResponders => break,
+            _ => assert!(Instant::now() < deadline, "echo-2 still answers"),
+        }
+    }
     let counts = routed_counts(&router, 50).await;
     assert_eq!(counts.len(), 1, "sticks to one new instance: {counts:?}");
     let moved = counts.keys().next().unwrap().clone();

@@ -5,9 +5,10 @@
 //! changed or vanished instance is visible as soon as its change arrives; nothing
 //! polls). While the connection is down it keeps serving what it knew and says so
 //! through [`CachedDiscovery::registry_reachable`]; the watch resumes from the last
-//! revision it saw once NATS is back.
+//! revision it saw once NATS is back, and the cache is compared with a fresh listing to
+//! drop entries that expired while it could not hear of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::client::Client;
 use super::kv::Kv;
-use super::registry::ServiceRegistry;
+use super::registry::{ServiceRegistry, INSTANCE_KEY_PREFIX};
 use crate::domain::instance::ServiceInstance;
 use crate::domain::ServiceName;
 use crate::error::{Error, ErrorKind, Result};
@@ -102,8 +103,8 @@ struct ServiceView {
 
 #[derive(Default)]
 struct CacheState {
-    /// service -> instance id -> (key, entry)
-    entries: HashMap<String, BTreeMap<String, (String, ServiceInstance)>>,
+    /// service -> instance id -> (key, revision, entry)
+    entries: HashMap<String, BTreeMap<String, (String, u64, ServiceInstance)>>,
     /// key -> service, for deletes and expiries, which carry no value.
     services_by_key: HashMap<String, String>,
     views: HashMap<String, Arc<ServiceView>>,
@@ -123,10 +124,10 @@ impl CacheState {
                     }
                     self.services_by_key
                         .insert(change.key.clone(), service.clone());
-                    self.entries
-                        .entry(service.clone())
-                        .or_default()
-                        .insert(instance.instance_id.clone(), (change.key, instance));
+                    self.entries.entry(service.clone()).or_default().insert(
+                        instance.instance_id.clone(),
+                        (change.key, change.revision, instance),
+                    );
                     service
                 }
                 Err(error) => {
@@ -145,9 +146,30 @@ impl CacheState {
         self.rebuild(&service);
     }
 
+    /// Drops entries that were written at or before `watermark` and are not `live`:
+    /// they vanished while we could not hear of it (an expiry marker lives only about a
+    /// second, so a watch resuming after a longer outage may never see it).
+    fn forget_missing(&mut self, live: &HashSet<String>, watermark: u64) -> bool {
+        let missing: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .flat_map(|(service, instances)| {
+                instances
+                    .values()
+                    .filter(|(key, revision, _)| *revision <= watermark && !live.contains(key))
+                    .map(move |(key, _, _)| (key.clone(), service.clone()))
+            })
+            .collect();
+        for (key, service) in &missing {
+            self.services_by_key.remove(key);
+            self.remove(key, service);
+        }
+        !missing.is_empty()
+    }
+
     fn remove(&mut self, key: &str, service: &str) {
         if let Some(instances) = self.entries.get_mut(service) {
-            instances.retain(|_, (k, _)| k != key);
+            instances.retain(|_, (k, _, _)| k != key);
         }
         self.rebuild(service);
     }
@@ -158,7 +180,7 @@ impl CacheState {
             .get(service)
             .into_iter()
             .flat_map(|m| m.values())
-            .map(|(_, i)| (i.clone(), i.last_heartbeat_at()))
+            .map(|(_, _, i)| (i.clone(), i.last_heartbeat_at()))
             .collect();
         if instances.is_empty() {
             self.entries.remove(service);
@@ -220,12 +242,19 @@ impl CachedDiscovery {
             tokio::time::timeout(INITIAL_LOAD_TIMEOUT, load_current(&shared, &mut watch))
                 .await
                 .map_err(|_| {
-                    Error::new(ErrorKind::Timeout, "registry entries did not arrive in time")
+                    Error::new(
+                        ErrorKind::Timeout,
+                        "registry entries did not arrive in time",
+                    )
                 })?;
         }
         let tasks = vec![
             tokio::spawn(follow(shared.clone(), watch)),
-            tokio::spawn(track_connection(shared.clone(), events)),
+            tokio::spawn(track_connection(
+                shared.clone(),
+                discovery.registry.clone(),
+                events,
+            )),
         ];
         Ok(CachedDiscovery {
             shared,
@@ -276,7 +305,8 @@ impl CachedDiscovery {
                 .iter()
                 .any(|i| i.status == crate::domain::instance::InstanceStatus::Active)
             {
-                healthy_ones.retain(|i| i.status == crate::domain::instance::InstanceStatus::Active);
+                healthy_ones
+                    .retain(|i| i.status == crate::domain::instance::InstanceStatus::Active);
             }
             choose(&healthy_ones)
         })
@@ -336,10 +366,42 @@ async fn follow(shared: Arc<Shared>, mut watch: KvWatch) {
     }
 }
 
-async fn track_connection(shared: Arc<Shared>, mut events: broadcast::Receiver<ConnectionEvent>) {
+/// Compares the cache with the registry after an outage; see
+/// [`CacheState::forget_missing`].
+async fn resync(shared: &Shared, registry: &ServiceRegistry) -> Result<()> {
+    // The watermark first: whatever the listing misses and we cached at or below it is
+    // gone; anything newer may have arrived through the watch after the listing.
+    let watermark = registry.store().status().await?.last_revision;
+    let live: HashSet<String> = registry
+        .store()
+        .keys(INSTANCE_KEY_PREFIX)
+        .await?
+        .into_iter()
+        .collect();
+    let changed = shared
+        .state
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .forget_missing(&live, watermark);
+    if changed {
+        shared.version.send_modify(|v| *v += 1);
+    }
+    Ok(())
+}
+
+async fn track_connection(
+    shared: Arc<Shared>,
+    registry: ServiceRegistry,
+    mut events: broadcast::Receiver<ConnectionEvent>,
+) {
     loop {
         match events.recv().await {
-            Ok(ConnectionEvent::Connected) => shared.reachable.store(true, Ordering::Relaxed),
+            Ok(ConnectionEvent::Connected) => {
+                shared.reachable.store(true, Ordering::Relaxed);
+                if let Err(error) = resync(&shared, &registry).await {
+                    tracing::debug!(%error, "registry resync after reconnect failed");
+                }
+            }
             Ok(ConnectionEvent::Disconnected | ConnectionEvent::Closed) => {
                 tracing::debug!("registry unreachable; serving the last known instances");
                 shared.reachable.store(false, Ordering::Relaxed);

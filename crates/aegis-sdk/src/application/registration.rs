@@ -205,11 +205,14 @@ impl Component for Registration {
         let ttl = if registry.ttl_enabled().await? {
             Some(self.options.ttl)
         } else {
-            tracing::warn!("registry bucket has no per-key TTL; entries of dead instances only go stale");
+            tracing::warn!(
+                "registry bucket has no per-key TTL; entries of dead instances only go stale"
+            );
             None
         };
 
-        let mut entry = ServiceInstance::new(context.service(), context.instance_id(), context.version());
+        let mut entry =
+            ServiceInstance::new(context.service(), context.instance_id(), context.version());
         let mut metadata = serde_json::Map::new();
         metadata.insert("host".into(), host_name().into());
         metadata.insert("pid".into(), std::process::id().into());
@@ -307,8 +310,12 @@ impl Heartbeat {
         .await;
         match deleted {
             Ok(Ok(())) => tracing::info!(%service, %instance, "deregistered"),
-            Ok(Err(error)) => tracing::debug!(%service, %instance, %error, "deregistration failed; the entry will expire"),
-            Err(_) => tracing::debug!(%service, %instance, "deregistration timed out; the entry will expire"),
+            Ok(Err(error)) => {
+                tracing::debug!(%service, %instance, %error, "deregistration failed; the entry will expire")
+            }
+            Err(_) => {
+                tracing::debug!(%service, %instance, "deregistration timed out; the entry will expire")
+            }
         }
     }
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 use super::client::Client;
 use super::kv::Kv;
 use crate::adapters::nats::NatsKvStore;
-use crate::domain::instance::{
-    instance_key, service_prefix, ServiceInstance, REGISTRY_BUCKET,
-};
+use crate::domain::instance::{instance_key, service_prefix, ServiceInstance, REGISTRY_BUCKET};
 use crate::domain::{InstanceId, ServiceName};
 use crate::error::{Error, Result};
 use crate::ports::kv::{BucketConfig, KvStore, KvWatch, WatchStart, WatchTarget};

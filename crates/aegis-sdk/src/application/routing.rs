@@ -76,7 +76,8 @@ impl Router {
     }
 
     /// Calls `method` of the instance of `service` chosen by the strategy, with the
-    /// client's default timeout.
+    /// client's default timeout. When nobody answers on the chosen instance's subject
+    /// (it died and its entry has not expired yet), the call goes to another one.
     ///
     /// # Errors
     /// [`ErrorKind::NoResponders`] when no instance is healthy; otherwise as

@@ -182,7 +182,13 @@ mod tests {
     fn instances(n: usize) -> Vec<ServiceInstance> {
         let service = ServiceName::new("svc").unwrap();
         (0..n)
-            .map(|i| ServiceInstance::new(&service, &InstanceId::new(format!("svc-{i}")).unwrap(), "1.0.0"))
+            .map(|i| {
+                ServiceInstance::new(
+                    &service,
+                    &InstanceId::new(format!("svc-{i}")).unwrap(),
+                    "1.0.0",
+                )
+            })
             .collect()
     }
 
@@ -235,7 +241,8 @@ mod tests {
     fn random_covers_all_and_empty_is_none() {
         let selector = Selector::new(SelectionStrategy::Random);
         let list = instances(3);
-        let seen: std::collections::HashSet<String> = (0..200).map(|_| pick(&selector, &list).0).collect();
+        let seen: std::collections::HashSet<String> =
+            (0..200).map(|_| pick(&selector, &list).0).collect();
         assert_eq!(seen.len(), 3);
         assert!(selector.select("svc", &[]).is_none());
     }

@@ -143,10 +143,17 @@ mod tests {
 
     #[test]
     fn valid_and_invalid_keys() {
-        for key in ["a", "orders.42", "a-b_c/d=e", "service-instances__svc__svc-1"] {
+        for key in [
+            "a",
+            "orders.42",
+            "a-b_c/d=e",
+            "service-instances__svc__svc-1",
+        ] {
             validate_key(key).unwrap();
         }
-        for key in ["", ".a", "a.", "a..b", "a b", "user:1", "a*", "a>", "é", "a\n"] {
+        for key in [
+            "", ".a", "a.", "a..b", "a b", "user:1", "a*", "a>", "é", "a\n",
+        ] {
             assert_eq!(
                 validate_key(key).unwrap_err().kind(),
                 ErrorKind::InvalidName,
@@ -168,15 +175,32 @@ mod tests {
 
     #[test]
     fn encoding_round_trips() {
-        for raw in ["user:123", "a.b", "=", "héllo wörld", "x*>y", ".", "plain_key-1/2"] {
+        for raw in [
+            "user:123",
+            "a.b",
+            "=",
+            "héllo wörld",
+            "x*>y",
+            ".",
+            "plain_key-1/2",
+        ] {
             let key = encode_key(raw).unwrap();
             validate_key(&key).unwrap();
             assert_eq!(decode_key(&key).unwrap(), raw);
         }
         assert_eq!(encode_key("plain").unwrap(), "plain");
         assert_eq!(encode_key("").unwrap_err().kind(), ErrorKind::InvalidName);
-        assert_eq!(decode_key("a=4").unwrap_err().kind(), ErrorKind::InvalidName);
-        assert_eq!(decode_key("a=ZZ").unwrap_err().kind(), ErrorKind::InvalidName);
-        assert_eq!(decode_key("=FF").unwrap_err().kind(), ErrorKind::InvalidName);
+        assert_eq!(
+            decode_key("a=4").unwrap_err().kind(),
+            ErrorKind::InvalidName
+        );
+        assert_eq!(
+            decode_key("a=ZZ").unwrap_err().kind(),
+            ErrorKind::InvalidName
+        );
+        assert_eq!(
+            decode_key("=FF").unwrap_err().kind(),
+            ErrorKind::InvalidName
+        );
     }
 }

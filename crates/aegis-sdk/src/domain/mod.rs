@@ -5,9 +5,9 @@
 
 pub mod codec;
 pub mod envelope;
-pub mod kv_key;
 pub mod error_code;
 pub mod instance;
+pub mod kv_key;
 pub mod names;
 pub mod subjects;
 

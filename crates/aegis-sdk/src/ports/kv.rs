@@ -77,8 +77,8 @@ pub struct KvChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WatchStart {
-    /// First the current value of every matching key (deleted keys left out), then
-    /// every change. The default.
+    /// First the latest change of every matching key (a deleted key shows as its
+    /// delete), then every change. The default.
     #[default]
     CurrentValues,
     /// Only changes made after the watch started.
@@ -191,13 +191,15 @@ pub struct KvStatus {
     pub storage: StorageKind,
     /// Whether per-key TTL is enabled.
     pub ttl_enabled: bool,
+    /// The revision of the bucket's latest write (0 when it never had one).
+    pub last_revision: u64,
 }
 
 /// A running watch: a stream of [`KvChange`]s in revision order.
 ///
-/// The stream ends only when the watch is dropped or the bucket is deleted; across server
-/// restarts and reconnects it resumes from the last revision it delivered, so nothing is
-/// missed and nothing repeated.
+/// The stream does not end by itself: across server restarts and reconnects it resumes
+/// from the last revision it delivered, so nothing is missed and nothing repeated, even
+/// when the reader was not reading at the time. Dropping it stops the watch.
 pub struct KvWatch {
     changes: Pin<Box<dyn Stream<Item = KvChange> + Send>>,
     current_at_start: bool,
@@ -307,8 +309,11 @@ pub trait KvStore: Send + Sync + 'static {
 
     /// [`put`](KvStore::put) for many keys at once; returns the revisions in the order
     /// given. Not atomic: on an error, some writes may have happened.
-    async fn put_many(&self, entries: Vec<(String, Bytes)>, ttl: Option<Duration>)
-        -> Result<Vec<u64>>;
+    async fn put_many(
+        &self,
+        entries: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<Vec<u64>>;
 
     /// [`delete`](KvStore::delete) for many keys at once. Not atomic.
     async fn delete_many(&self, keys: &[String]) -> Result<()>;

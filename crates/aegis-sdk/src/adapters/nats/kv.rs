@@ -278,12 +278,15 @@ impl KvStore for NatsKvStore {
                     _ => e,
                 }),
             // Expired without a marker between the two requests.
-            None => self.update(key, value, 0, ttl).await.map_err(|e| match e.kind() {
-                ErrorKind::RevisionMismatch => {
-                    Error::new(ErrorKind::AlreadyExists, format!("key {key} exists"))
-                }
-                _ => e,
-            }),
+            None => self
+                .update(key, value, 0, ttl)
+                .await
+                .map_err(|e| match e.kind() {
+                    ErrorKind::RevisionMismatch => {
+                        Error::new(ErrorKind::AlreadyExists, format!("key {key} exists"))
+                    }
+                    _ => e,
+                }),
         }
     }
 
@@ -309,7 +312,10 @@ impl KvStore for NatsKvStore {
         let mut headers = HeaderMap::new();
         headers.insert(KV_OPERATION, "DEL");
         if let Some(revision) = expected_revision {
-            headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, revision.to_string().as_str());
+            headers.insert(
+                EXPECTED_LAST_SUBJECT_SEQUENCE,
+                revision.to_string().as_str(),
+            );
         }
         self.write(key, headers, Bytes::new()).await.map(drop)
     }
@@ -320,7 +326,10 @@ impl KvStore for NatsKvStore {
         headers.insert(KV_OPERATION, "PURGE");
         headers.insert(ROLLUP, "sub");
         if let Some(revision) = expected_revision {
-            headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, revision.to_string().as_str());
+            headers.insert(
+                EXPECTED_LAST_SUBJECT_SEQUENCE,
+                revision.to_string().as_str(),
+            );
         }
         self.write(key, headers, Bytes::new()).await.map(drop)
     }
@@ -423,6 +432,7 @@ impl KvStore for NatsKvStore {
                 _ => StorageKind::File,
             },
             ttl_enabled: info.config.allow_message_ttl,
+            last_revision: info.state.last_sequence,
         })
     }
 

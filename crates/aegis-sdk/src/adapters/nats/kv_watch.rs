@@ -65,7 +65,10 @@ fn parse(store: &NatsKvStore, message: &async_nats::jetstream::Message) -> Optio
             .and_then(|h| h.get(name))
             .map(|v| v.as_str().to_owned())
     };
-    let operation = match (header("KV-Operation").as_deref(), header("Nats-Marker-Reason")) {
+    let operation = match (
+        header("KV-Operation").as_deref(),
+        header("Nats-Marker-Reason"),
+    ) {
         (Some("DEL"), _) => KvOperation::Delete,
         (Some("PURGE"), _) => KvOperation::Purge,
         (_, Some(reason)) if reason == "MaxAge" => KvOperation::Expired,
@@ -196,8 +199,7 @@ pub(super) async fn watch(
         WatchStart::CurrentValues => DeliverPolicy::LastPerSubject,
         _ => DeliverPolicy::New,
     };
-    let (messages, nothing_pending, delivered) =
-        consumer(&store, &filter, policy.clone(), false).await?;
+    let (messages, nothing_pending, delivered) = consumer(&store, &filter, policy, false).await?;
 
     // A consumer of new changes starts after the stream's last message: that is where a
     // re-created one must start too, even if nothing was delivered before.
@@ -295,7 +297,7 @@ impl WatchTask {
                 return None;
             }
             let policy = if self.last == 0 {
-                self.initial.clone()
+                self.initial
             } else {
                 DeliverPolicy::ByStartSequence {
                     start_sequence: self.last + 1,
