@@ -164,12 +164,17 @@ pub(super) async fn latest_per_key(
 ) -> Result<Vec<KvChange>> {
     let target = WatchTarget::Prefix(prefix.to_owned());
     let (filter, keep) = filter_for(store, &target);
-    let (messages, empty, _) =
-        consumer(store, &filter, DeliverPolicy::LastPerSubject, headers_only).await?;
-    if empty {
-        return Ok(Vec::new());
-    }
-    let mut changes = drain(store, messages).await?;
+    let mut changes = match super::kv_batch::last_per_subject(store, &filter).await? {
+        Some(changes) => changes,
+        None => {
+            let (messages, empty, _) =
+                consumer(store, &filter, DeliverPolicy::LastPerSubject, headers_only).await?;
+            if empty {
+                return Ok(Vec::new());
+            }
+            drain(store, messages).await?
+        }
+    };
     changes.retain(|c| keep.as_ref().is_none_or(|p| c.key.starts_with(p)));
     changes.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(changes)

@@ -5,6 +5,7 @@
 
 mod headers;
 pub mod kv;
+mod kv_batch;
 mod kv_watch;
 pub mod options;
 pub mod transport;
