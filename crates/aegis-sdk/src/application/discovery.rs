@@ -411,3 +411,75 @@ async fn track_connection(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::instance::instance_key;
+    use crate::domain::InstanceId;
+    use bytes::Bytes;
+
+    fn put(state: &mut CacheState, service: &str, id: &str, revision: u64) {
+        let (service, id) = (
+            ServiceName::new(service).unwrap(),
+            InstanceId::new(id).unwrap(),
+        );
+        let entry = ServiceInstance::new(&service, &id, "1.0.0");
+        state.apply(KvChange {
+            key: instance_key(&service, &id),
+            revision,
+            operation: KvOperation::Put,
+            value: Kv::encode(&entry).unwrap(),
+            created: Utc::now(),
+            pending: 0,
+        });
+    }
+
+    fn listed(state: &CacheState, service: &str) -> Vec<String> {
+        state
+            .views
+            .get(service)
+            .map(|v| {
+                v.instances
+                    .iter()
+                    .map(|(i, _)| i.instance_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn changes_add_update_and_remove_instances() {
+        let mut state = CacheState::default();
+        put(&mut state, "a", "a-1", 1);
+        put(&mut state, "a", "a-2", 2);
+        put(&mut state, "b", "b-1", 3);
+        assert_eq!(listed(&state, "a"), vec!["a-1", "a-2"]);
+
+        for operation in [KvOperation::Expired, KvOperation::Delete] {
+            state.apply(KvChange {
+                key: "service-instances__a__a-1".into(),
+                revision: 4,
+                operation,
+                value: Bytes::new(),
+                created: Utc::now(),
+                pending: 0,
+            });
+        }
+        assert_eq!(listed(&state, "a"), vec!["a-2"]);
+        assert_eq!(listed(&state, "b"), vec!["b-1"]);
+    }
+
+    #[test]
+    fn resync_forgets_only_old_entries_missing_from_the_listing() {
+        let mut state = CacheState::default();
+        put(&mut state, "a", "a-1", 1);
+        put(&mut state, "a", "a-2", 2);
+        put(&mut state, "a", "a-3", 9);
+        // Listed at watermark 5: a-1 is live, a-2 vanished, a-3 was written later.
+        let live = HashSet::from(["service-instances__a__a-1".to_owned()]);
+        assert!(state.forget_missing(&live, 5));
+        assert_eq!(listed(&state, "a"), vec!["a-1", "a-3"]);
+        assert!(!state.forget_missing(&live, 5));
+    }
+}
