@@ -4,7 +4,7 @@
 //! A key is one or more tokens of `[-/_=a-zA-Z0-9]` separated by single dots: it may not
 //! be empty, start or end with a dot, or hold two dots in a row. Anything else (spaces,
 //! `:`, `*`, `>`, non-ASCII) is refused with
-//! [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName) before it reaches the wire.
+//! [`ErrorKind::InvalidName`] before it reaches the wire.
 //! [`encode_key`] maps any non-empty string to a valid key (`user:123` becomes
 //! `user=3A123`) and [`decode_key`] maps it back.
 

@@ -3,7 +3,7 @@
 //! Reads go through async-nats' KV store (direct gets); writes are published here with
 //! the KV headers themselves, because async-nats has no TTL on `put` and drops the TTL
 //! when `create` re-creates a deleted key. Listings and watches run on ordered consumers
-//! of their own (see [`super::kv_watch`]), which also tell an expiry apart from a purge.
+//! of their own (see the `kv_watch` module), which also tell an expiry apart from a purge.
 
 use std::sync::Arc;
 use std::time::Duration;
