@@ -470,3 +470,30 @@ async fn watch_resumes_after_server_restart_while_nobody_reads() {
     let extra = tokio::time::timeout(Duration::from_millis(500), watch.next()).await;
     assert!(extra.is_err(), "nothing repeated: {extra:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_are_json_by_default_and_messagepack_when_asked() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let kv = bucket(&client, "encodings").await;
+
+    kv.put("json", &user("j", 1)).await.unwrap();
+    let raw = kv.store().get("json").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&raw.value).unwrap(),
+        serde_json::json!({"name": "j", "age": 1})
+    );
+
+    let packed = kv.with_encoding(aegis_sdk::Encoding::MessagePack);
+    packed.put("packed", &user("p", 2)).await.unwrap();
+    let raw = kv.store().get("packed").await.unwrap().unwrap();
+    assert_eq!(raw.value[0] & 0xF0, 0x80, "a MessagePack map");
+    assert_eq!(
+        packed.get::<User>("packed").await.unwrap().unwrap().value,
+        user("p", 2)
+    );
+    assert_eq!(
+        kv.get::<User>("packed").await.unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+}

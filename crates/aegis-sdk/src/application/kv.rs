@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::client::Client;
 use crate::adapters::nats::NatsKvStore;
+use crate::domain::Encoding;
 use crate::error::{Error, Result};
 use crate::ports::kv::{
     BucketConfig, KvEntry, KvOperation, KvStatus, KvStore, KvWatch, WatchStart, WatchTarget,
@@ -26,7 +27,8 @@ pub struct Versioned<T> {
     pub created: DateTime<Utc>,
 }
 
-/// A KV bucket holding serde values, encoded as JSON (what the Python SDK stores).
+/// A KV bucket holding serde values, encoded as JSON (what the Python SDK stores) unless
+/// told otherwise with [`Kv::with_encoding`].
 ///
 /// Cheap to clone. The byte-level operations are on [`Kv::store`].
 ///
@@ -47,6 +49,7 @@ pub struct Versioned<T> {
 #[derive(Clone)]
 pub struct Kv {
     store: Arc<dyn KvStore>,
+    encoding: Encoding,
 }
 
 impl std::fmt::Debug for Kv {
@@ -73,7 +76,24 @@ impl Kv {
 
     /// A typed view of any store.
     pub fn new(store: Arc<dyn KvStore>) -> Kv {
-        Kv { store }
+        Kv {
+            store,
+            encoding: Encoding::Json,
+        }
+    }
+
+    /// The same bucket with values in `encoding` (default JSON, which Python peers
+    /// read; MessagePack is smaller).
+    pub fn with_encoding(&self, encoding: Encoding) -> Kv {
+        Kv {
+            store: self.store.clone(),
+            encoding,
+        }
+    }
+
+    /// The encoding of values.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// The byte-level store underneath.
@@ -81,7 +101,7 @@ impl Kv {
         &self.store
     }
 
-    /// Encodes a value as the store keeps it (JSON).
+    /// Encodes a value as JSON (the default encoding; see [`Kv::encode_value`]).
     ///
     /// # Errors
     /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) when serde fails.
@@ -91,7 +111,7 @@ impl Kv {
             .map_err(|e| Error::encode(format!("cannot encode KV value: {e}")).with_source(e))
     }
 
-    /// Decodes a stored value (from a [`KvEntry`] or a watched change).
+    /// Decodes a JSON value (the default encoding; see [`Kv::decode_value`]).
     ///
     /// # Errors
     /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) when the bytes are not a JSON `T`.
@@ -100,9 +120,33 @@ impl Kv {
             .map_err(|e| Error::decode(format!("cannot decode KV value: {e}")).with_source(e))
     }
 
-    fn versioned<T: DeserializeOwned>(entry: KvEntry) -> Result<Versioned<T>> {
+    /// Encodes a value with this bucket's encoding.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) when serde fails.
+    pub fn encode_value<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
+        match self.encoding {
+            Encoding::Json => Self::encode(value),
+            other => other.encode(value).map(Bytes::from),
+        }
+    }
+
+    /// Decodes a value (from a [`KvEntry`] or a watched change) with this bucket's
+    /// encoding.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) when the bytes are not a `T`.
+    pub fn decode_value<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        match self.encoding {
+            Encoding::MessagePack => rmp_serde::from_slice(bytes)
+                .map_err(|e| Error::decode(format!("cannot decode KV value: {e}")).with_source(e)),
+            _ => Self::decode(bytes),
+        }
+    }
+
+    fn versioned<T: DeserializeOwned>(&self, entry: KvEntry) -> Result<Versioned<T>> {
         Ok(Versioned {
-            value: Self::decode(&entry.value)?,
+            value: self.decode_value(&entry.value)?,
             revision: entry.revision,
             created: entry.created,
         })
@@ -110,12 +154,16 @@ impl Kv {
 
     /// The value of `key`, or `None` when it does not exist (or was deleted or expired).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>> {
-        self.store.get(key).await?.map(Self::versioned).transpose()
+        self.store
+            .get(key)
+            .await?
+            .map(|e| self.versioned(e))
+            .transpose()
     }
 
     /// Writes `value`; returns the revision.
     pub async fn put<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<u64> {
-        self.store.put(key, Self::encode(value)?, None).await
+        self.store.put(key, self.encode_value(value)?, None).await
     }
 
     /// Writes `value`, to expire after `ttl` (at least 1 s).
@@ -125,7 +173,9 @@ impl Kv {
         value: &T,
         ttl: Duration,
     ) -> Result<u64> {
-        self.store.put(key, Self::encode(value)?, Some(ttl)).await
+        self.store
+            .put(key, self.encode_value(value)?, Some(ttl))
+            .await
     }
 
     /// Writes `value` only if `key` has no live value, to expire after `ttl` if given.
@@ -138,7 +188,7 @@ impl Kv {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<u64> {
-        self.store.create(key, Self::encode(value)?, ttl).await
+        self.store.create(key, self.encode_value(value)?, ttl).await
     }
 
     /// Writes `value` only if the key is still at `revision`.
@@ -152,7 +202,7 @@ impl Kv {
         revision: u64,
     ) -> Result<u64> {
         self.store
-            .update(key, Self::encode(value)?, revision, None)
+            .update(key, self.encode_value(value)?, revision, None)
             .await
     }
 
@@ -190,7 +240,7 @@ impl Kv {
             .await?
             .into_iter()
             .filter(|(operation, _)| *operation == KvOperation::Put)
-            .map(|(_, entry)| Self::versioned(entry))
+            .map(|(_, entry)| self.versioned(entry))
             .collect()
     }
 
