@@ -497,3 +497,26 @@ async fn values_are_json_by_default_and_messagepack_when_asked() {
         ErrorKind::Decode
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_more_keys_than_one_batched_get_returns_them_all() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let kv = bucket(&client, "large").await;
+
+    // The server answers a batched get of more than 1024 keys with 413; the listing
+    // then reads an ordered consumer instead.
+    let entries: Vec<(String, Bytes)> = (0..2000)
+        .map(|i| (format!("k.{i:04}"), Bytes::from_static(b"x")))
+        .collect();
+    for chunk in entries.chunks(500) {
+        kv.store().put_many(chunk.to_vec(), None).await.unwrap();
+    }
+    kv.delete("k.0007").await.unwrap();
+
+    let keys = kv.keys("k.").await.unwrap();
+    assert_eq!(keys.len(), 1999);
+    assert_eq!(keys[0], "k.0000");
+    assert!(!keys.contains(&"k.0007".to_owned()));
+    assert_eq!(kv.store().entries("").await.unwrap().len(), 1999);
+}

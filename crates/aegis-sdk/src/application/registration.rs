@@ -235,7 +235,10 @@ impl Component for Registration {
 
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(heartbeat.run(stop_rx));
-        Ok(Box::new(RunningRegistration { stop, task }))
+        Ok(Box::new(RunningRegistration {
+            stop,
+            task: Some(task),
+        }))
     }
 }
 
@@ -322,14 +325,26 @@ impl Heartbeat {
 
 struct RunningRegistration {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for RunningRegistration {
+    fn drop(&mut self) {
+        // Dropped without `stop` (the service was dropped while running): stop
+        // heartbeating and let the entry expire, as if the process had died.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 #[async_trait]
 impl RunningComponent for RunningRegistration {
-    async fn stop(self: Box<Self>, drain_timeout: Duration) {
+    async fn stop(mut self: Box<Self>, drain_timeout: Duration) {
         let _ = self.stop.send(true);
-        let mut task = self.task;
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
         // Deregistration has its own deadline; this one only guards against a stuck task.
         if tokio::time::timeout(drain_timeout.max(Duration::from_secs(3)), &mut task)
             .await
