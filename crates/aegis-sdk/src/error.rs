@@ -119,6 +119,8 @@ impl Error {
         let code = crate::domain::error_code::leading_code(&text).map(str::to_owned);
         let kind = match code.as_deref() {
             Some(crate::domain::error_code::NOT_ACTIVE) => ErrorKind::NotActive,
+            // The service gave up at the caller's deadline: to the caller, a timeout.
+            Some(crate::domain::error_code::TIMEOUT) => ErrorKind::Timeout,
             _ => ErrorKind::Remote,
         };
         Error {
@@ -184,6 +186,10 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::NotActive);
         assert_eq!(err.remote_code(), Some("NOT_ACTIVE"));
         assert!(err.message().contains("standby"));
+
+        let err = Error::remote("TIMEOUT: handler did not finish within 1s");
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(err.remote_code(), Some("TIMEOUT"));
 
         let err = Error::remote("boom");
         assert_eq!(err.kind(), ErrorKind::Remote);

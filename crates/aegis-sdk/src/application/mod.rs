@@ -3,8 +3,14 @@
 pub mod client;
 pub mod component;
 pub mod context;
+pub mod discovery;
 mod dispatch;
 mod handler;
+pub mod kv;
+pub mod registration;
+pub mod registry;
+pub mod routing;
+pub mod selection;
 pub mod service;
 
 pub use client::{Call, Client};

@@ -7,6 +7,8 @@ pub mod codec;
 pub mod envelope;
 pub mod error_code;
 pub(crate) mod hot;
+pub mod instance;
+pub mod kv_key;
 pub mod names;
 pub mod subjects;
 

@@ -214,7 +214,8 @@ pub trait Transport: Send + Sync + 'static {
     async fn subscribe(&self, subject: String, queue_group: Option<String>)
         -> Result<Subscription>;
 
-    /// Waits until everything published so far has reached the server.
+    /// Waits until the server has processed everything sent so far on this connection
+    /// (publishes and subscriptions): a round trip, not only an emptied buffer.
     ///
     /// # Errors
     /// [`ErrorKind::Connection`](crate::ErrorKind::Connection) when it cannot.

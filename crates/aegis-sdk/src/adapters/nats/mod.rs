@@ -4,8 +4,12 @@
 //! the source chain keeps the original for people, the kind is what callers match on.
 
 mod headers;
+pub mod kv;
+mod kv_batch;
+mod kv_watch;
 pub mod options;
 pub mod transport;
 
+pub use kv::NatsKvStore;
 pub use options::{ConnectOptions, ReconnectPolicy};
 pub use transport::NatsTransport;

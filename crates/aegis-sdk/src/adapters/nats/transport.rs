@@ -8,7 +8,7 @@ use async_nats::client::{PublishErrorKind, RequestErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::{FutureExt, Stream};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::headers::{from_nats, to_nats};
@@ -18,6 +18,9 @@ use crate::ports::transport::SubscriptionStream;
 use crate::ports::{
     ConnectionEvent, ConnectionState, Headers, InboundMessage, Subscription, Transport,
 };
+
+/// How long [`Transport::flush`] waits for the server's confirmation.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A NATS connection implementing [`Transport`]. Cheap to clone; clones share the
 /// connection.
@@ -222,10 +225,32 @@ impl Transport for NatsTransport {
     }
 
     async fn flush(&self) -> Result<()> {
+        // async-nats' flush only empties the socket buffer; callers here need the server
+        // to have *processed* what was sent (a subscription must be live before others
+        // are told to call it). The server handles a connection's messages in order, so
+        // a message to ourselves that comes back proves everything before it was seen.
+        let inbox = self.client.new_inbox();
+        let mut echo = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| Error::connection(format!("flush failed: {e}")).with_source(e))?;
+        self.client
+            .publish(inbox, Bytes::new())
+            .await
+            .map_err(|e| Error::connection(format!("flush failed: {e}")).with_source(e))?;
         self.client
             .flush()
             .await
-            .map_err(|e| Error::connection(format!("flush failed: {e}")).with_source(e))
+            .map_err(|e| Error::connection(format!("flush failed: {e}")).with_source(e))?;
+        match tokio::time::timeout(FLUSH_TIMEOUT, echo.next()).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::connection("flush failed: connection closed")),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("the server did not confirm a flush within {FLUSH_TIMEOUT:?}"),
+            )),
+        }
     }
 
     fn max_payload(&self) -> usize {
