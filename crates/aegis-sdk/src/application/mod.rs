@@ -4,6 +4,7 @@ pub mod client;
 pub mod component;
 pub mod context;
 mod dispatch;
+pub mod events;
 mod handler;
 pub mod service;
 

@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod envelope;
+pub mod event_pattern;
 pub mod error_code;
 pub mod names;
 pub mod subjects;

@@ -3,9 +3,12 @@
 //! Every async-nats error is mapped to an [`Error`](crate::Error) here, at the boundary;
 //! the source chain keeps the original for people, the kind is what callers match on.
 
+pub mod events;
 mod headers;
+mod jetstream;
 pub mod options;
 pub mod transport;
 
 pub use options::{ConnectOptions, ReconnectPolicy};
+pub use events::NatsEventBus;
 pub use transport::NatsTransport;
