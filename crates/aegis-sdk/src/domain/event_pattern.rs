@@ -127,10 +127,19 @@ mod tests {
 
     #[test]
     fn valid_and_invalid_patterns() {
-        for ok in ["order.created", "order.*", "order.>", "*.created", ">", "a-b_c.*"] {
+        for ok in [
+            "order.created",
+            "order.*",
+            "order.>",
+            "*.created",
+            ">",
+            "a-b_c.*",
+        ] {
             assert!(EventPattern::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "order.", ".x", "a..b", ">.x", "a b", "a.b*", "é", "a.>.b"] {
+        for bad in [
+            "", "order.", ".x", "a..b", ">.x", "a b", "a.b*", "é", "a.>.b",
+        ] {
             let err = EventPattern::new(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
         }

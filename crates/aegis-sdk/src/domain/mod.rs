@@ -5,8 +5,8 @@
 
 pub mod codec;
 pub mod envelope;
-pub mod event_pattern;
 pub mod error_code;
+pub mod event_pattern;
 pub mod names;
 pub mod subjects;
 

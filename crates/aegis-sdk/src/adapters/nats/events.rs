@@ -178,7 +178,10 @@ impl Resuming {
 
 fn delivery(message: jetstream::Message) -> Option<Delivery> {
     let (stream_sequence, attempt) = match message.info() {
-        Ok(info) => (info.stream_sequence, u64::try_from(info.delivered).unwrap_or(1)),
+        Ok(info) => (
+            info.stream_sequence,
+            u64::try_from(info.delivered).unwrap_or(1),
+        ),
         Err(error) => {
             tracing::debug!(%error, "message without JetStream metadata ignored");
             return None;
@@ -282,8 +285,11 @@ impl EventBus for NatsEventBus {
 
     async fn consumer_names(&self, stream: &str) -> Result<Vec<String>> {
         let found = self.context.get_stream_no_info(stream).await.map_err(|e| {
-            Error::new(ErrorKind::Storage, format!("cannot open stream {stream}: {e}"))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Storage,
+                format!("cannot open stream {stream}: {e}"),
+            )
+            .with_source(e)
         })?;
         let mut names = Vec::new();
         let mut pages = found.consumer_names();

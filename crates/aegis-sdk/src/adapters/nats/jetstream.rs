@@ -3,9 +3,9 @@
 use async_nats::jetstream::context::{
     CreateStreamErrorKind, GetStreamErrorKind, PublishError, PublishErrorKind,
 };
-use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::stream::{self, ConsumerErrorKind};
 use async_nats::jetstream::Context;
+use async_nats::jetstream::ErrorCode;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::events::{Retention, Storage, StreamSpec, StreamState};

@@ -9,6 +9,6 @@ mod jetstream;
 pub mod options;
 pub mod transport;
 
-pub use options::{ConnectOptions, ReconnectPolicy};
 pub use events::NatsEventBus;
+pub use options::{ConnectOptions, ReconnectPolicy};
 pub use transport::NatsTransport;

@@ -122,15 +122,14 @@ where
             }
         };
         // Calling the function may itself panic before it returns a future.
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            (self.function)(context, event)
-        })) {
-            Ok(future) => future,
-            Err(panic) => {
-                let reason = format!("handler panicked: {}", panic_message(&*panic));
-                return futures::future::ready(Outcome::Failed(reason)).boxed();
-            }
-        };
+        let future =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| (self.function)(context, event))) {
+                Ok(future) => future,
+                Err(panic) => {
+                    let reason = format!("handler panicked: {}", panic_message(&*panic));
+                    return futures::future::ready(Outcome::Failed(reason)).boxed();
+                }
+            };
         async move {
             match AssertUnwindSafe(future).catch_unwind().await {
                 Ok(Ok(())) => Outcome::Handled,

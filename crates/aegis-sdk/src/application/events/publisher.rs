@@ -23,7 +23,10 @@ use crate::ports::events::{EventBus, PublishReceipt};
 use crate::ports::Headers;
 
 /// The event bus of a client's NATS connection.
-pub(crate) fn event_bus(client: &Client, max_in_flight: Option<usize>) -> Result<Arc<dyn EventBus>> {
+pub(crate) fn event_bus(
+    client: &Client,
+    max_in_flight: Option<usize>,
+) -> Result<Arc<dyn EventBus>> {
     let nats = client.nats().ok_or_else(|| {
         Error::invalid_argument("events need a client connected to NATS (JetStream)")
     })?;
@@ -214,7 +217,12 @@ impl EventPublisher {
         let pending = self
             .inner
             .bus
-            .publish(subject.clone(), Headers::new(), payload.clone(), &message_id)
+            .publish(
+                subject.clone(),
+                Headers::new(),
+                payload.clone(),
+                &message_id,
+            )
             .await?;
         let this = self.clone();
         Ok(PendingEvent::new(

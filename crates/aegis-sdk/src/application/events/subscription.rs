@@ -241,7 +241,9 @@ impl EventSubscription {
             crate::domain::InstanceId::new(name.clone()).map_err(|_| {
                 Error::new(
                     crate::ErrorKind::InvalidName,
-                    format!("invalid subscription name {name:?}: letters, digits, '_' and '-' only"),
+                    format!(
+                        "invalid subscription name {name:?}: letters, digits, '_' and '-' only"
+                    ),
                 )
             })?;
         }

@@ -135,7 +135,9 @@ impl Worker {
                     delivery = deliveries.next() => break delivery,
                 }
             };
-            let Some(delivery) = delivery else { break 'serve };
+            let Some(delivery) = delivery else {
+                break 'serve;
+            };
             // Handlers start in delivery order: with concurrency 1, one at a time, in
             // order. A stop while waiting hands this delivery back below.
             let permit = tokio::select! {
@@ -294,7 +296,11 @@ impl RunningComponent for RunningSubscription {
         }
         // A broadcast consumer belongs to this instance alone: nobody needs it now.
         if self.mode == DeliveryMode::Broadcast {
-            if let Err(error) = self.bus.delete_consumer(EVENTS_STREAM, &self.consumer).await {
+            if let Err(error) = self
+                .bus
+                .delete_consumer(EVENTS_STREAM, &self.consumer)
+                .await
+            {
                 tracing::debug!(consumer = %self.consumer, %error, "cannot delete broadcast consumer; the server removes it when inactive");
             }
         }
