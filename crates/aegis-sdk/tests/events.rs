@@ -864,3 +864,73 @@ async fn invalid_names_are_rejected_before_the_wire() {
     let js = raw_jetstream(&server).await;
     assert!(js.get_stream("EVENTS").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_recreates_a_stream_deleted_under_it() {
+    let server = NatsServer::start();
+    let publisher = connect(&server).await.event_publisher().unwrap();
+    assert_eq!(
+        publisher
+            .publish("order", "created", json!({}))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        publisher
+            .publish("order", "created", json!({}))
+            .await
+            .unwrap(),
+        2
+    );
+
+    let js = raw_jetstream(&server).await;
+    js.delete_stream("EVENTS").await.unwrap();
+    assert_eq!(
+        publisher
+            .publish("order", "created", json!({}))
+            .await
+            .unwrap(),
+        1
+    );
+    let info = js
+        .get_stream("EVENTS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.messages, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_pending_events_are_still_published() {
+    let server = NatsServer::start();
+    let publisher = connect(&server).await.event_publisher().unwrap();
+    for i in 0..10 {
+        let pending = publisher
+            .send("order", "created", Order { n: i })
+            .await
+            .unwrap();
+        drop(pending);
+    }
+    let js = raw_jetstream(&server).await;
+    let mut stored = 0;
+    for _ in 0..250 {
+        stored = js
+            .get_stream("EVENTS")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages;
+        if stored == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored, 10);
+}

@@ -19,7 +19,7 @@ use crate::application::client::Client;
 use crate::domain::envelope::is_valid_version;
 use crate::domain::{subjects, Encoding, Event, EventDomain, EventType};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ports::events::{EventBus, PublishReceipt};
+use crate::ports::events::{EventBus, PendingAck, PublishReceipt};
 use crate::ports::Headers;
 
 /// The event bus of a client's NATS connection.
@@ -198,14 +198,14 @@ impl EventPublisher {
     pub async fn send_event<T: Serialize>(&self, event: &Event<T>) -> Result<PendingEvent> {
         let domain = EventDomain::new(event.domain.as_str())?;
         let event_type = EventType::new(event.event_type.as_str())?;
-        if !is_valid_version(&event.version) {
+        if event.version != Event::<T>::DEFAULT_VERSION && !is_valid_version(&event.version) {
             return Err(Error::invalid_argument(format!(
                 "invalid event version {:?}: expected digits.digits[.digits]",
                 event.version
             )));
         }
         let subject = subjects::event(&domain, &event_type);
-        let payload = Bytes::from(self.inner.encoding.encode(event)?);
+        let payload = Bytes::from(encode(self.inner.encoding, event)?);
 
         // Once per publisher; a stream deleted later is recreated on NotFound below.
         self.inner
@@ -213,44 +213,46 @@ impl EventPublisher {
             .get_or_try_init(|| self.ensure(subject.clone()))
             .await?;
 
-        let message_id = event.message_id.clone();
-        let pending = self
+        let ack = self
             .inner
             .bus
             .publish(
                 subject.clone(),
                 Headers::new(),
                 payload.clone(),
-                &message_id,
+                &event.message_id,
             )
             .await?;
-        let this = self.clone();
-        Ok(PendingEvent::new(
-            subject.clone(),
-            async move {
-                match pending.await {
-                    Err(error) if error.kind() == ErrorKind::NotFound => {
-                        // The stream went away after we made sure of it: make it again and
-                        // retry; the event id keeps a retry from storing it twice.
-                        this.ensure(subject.clone()).await?;
-                        let retry = this
-                            .inner
-                            .bus
-                            .publish(subject, Headers::new(), payload, &message_id)
-                            .await?;
-                        retry.await
-                    }
-                    other => other,
-                }
-            }
-            .boxed(),
-        ))
+        Ok(PendingEvent {
+            state: State::Waiting(ack),
+            retry: Some(Retry {
+                publisher: self.clone(),
+                subject,
+                payload,
+                message_id: event.message_id.clone(),
+            }),
+            detached: false,
+        })
     }
 
     async fn ensure(&self, subject: String) -> Result<()> {
         let spec = self.inner.stream.events_spec();
         ensure_stream(&*self.inner.bus, &spec, &subject, Use::Publish).await?;
         Ok(())
+    }
+}
+
+/// Encodes into a buffer sized for a typical event, sparing the reallocations.
+fn encode<T: Serialize>(encoding: Encoding, event: &Event<T>) -> Result<Vec<u8>> {
+    match encoding {
+        Encoding::MessagePack => {
+            let mut buffer = Vec::with_capacity(256);
+            rmp_serde::encode::write_named(&mut buffer, event).map_err(|e| {
+                Error::new(ErrorKind::Encode, format!("MessagePack: {e}")).with_source(e)
+            })?;
+            Ok(buffer)
+        }
+        Encoding::Json => encoding.encode(event),
     }
 }
 
@@ -261,21 +263,46 @@ impl EventPublisher {
 /// awaited in the background, and a failure is logged at `warn` level.
 #[must_use = "await the pending event to learn whether it was stored"]
 pub struct PendingEvent {
+    state: State,
+    retry: Option<Retry>,
+    /// Already awaited in the background after a drop: a second drop (the runtime
+    /// shutting down) lets it go rather than spawn again.
+    detached: bool,
+}
+
+enum State {
+    /// The first publish's acknowledgement.
+    Waiting(PendingAck),
+    /// The stream had gone: making it again and publishing once more.
+    Retrying(BoxFuture<'static, Result<PublishReceipt>>),
+    Done,
+}
+
+/// What a retry needs; the event id keeps a retry from storing the event twice.
+struct Retry {
+    publisher: EventPublisher,
     subject: String,
-    future: Option<BoxFuture<'static, Result<PublishReceipt>>>,
+    payload: Bytes,
+    message_id: String,
+}
+
+impl Retry {
+    async fn run(self) -> Result<PublishReceipt> {
+        self.publisher.ensure(self.subject.clone()).await?;
+        let ack = self
+            .publisher
+            .inner
+            .bus
+            .publish(self.subject, Headers::new(), self.payload, &self.message_id)
+            .await?;
+        ack.await
+    }
 }
 
 impl PendingEvent {
-    fn new(subject: String, future: BoxFuture<'static, Result<PublishReceipt>>) -> Self {
-        PendingEvent {
-            subject,
-            future: Some(future),
-        }
-    }
-
     /// The subject the event was sent to.
     pub fn subject(&self) -> &str {
-        &self.subject
+        self.retry.as_ref().map_or("", |r| r.subject.as_str())
     }
 }
 
@@ -283,37 +310,59 @@ impl Future for PendingEvent {
     type Output = Result<PublishReceipt>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(future) = self.future.as_mut() else {
-            return Poll::Ready(Err(Error::new(
-                ErrorKind::Internal,
-                "pending event polled after completion",
-            )));
-        };
-        let result = futures::ready!(future.as_mut().poll(cx));
-        self.future = None;
-        Poll::Ready(result)
+        loop {
+            let result = match &mut self.state {
+                State::Waiting(ack) => futures::ready!(Pin::new(ack).poll(cx)),
+                State::Retrying(retry) => futures::ready!(retry.as_mut().poll(cx)),
+                State::Done => {
+                    return Poll::Ready(Err(Error::new(
+                        ErrorKind::Internal,
+                        "pending event polled after completion",
+                    )))
+                }
+            };
+            match result {
+                // The stream went away after we made sure of it: make it again and retry.
+                Err(error) if error.kind() == ErrorKind::NotFound && self.retry.is_some() => {
+                    let retry = self.retry.take().map(Retry::run);
+                    if let Some(retry) = retry {
+                        self.state = State::Retrying(retry.boxed());
+                    }
+                }
+                result => {
+                    self.state = State::Done;
+                    return Poll::Ready(result);
+                }
+            }
+        }
     }
 }
 
 impl fmt::Debug for PendingEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PendingEvent")
-            .field("subject", &self.subject)
-            .field("done", &self.future.is_none())
+            .field("subject", &self.subject())
+            .field("done", &matches!(self.state, State::Done))
             .finish()
     }
 }
 
 impl Drop for PendingEvent {
     fn drop(&mut self) {
-        let Some(future) = self.future.take() else {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        if self.detached || matches!(state, State::Done) {
             return;
+        }
+        let subject = self.subject().to_owned();
+        let rest = PendingEvent {
+            state,
+            retry: self.retry.take(),
+            detached: true,
         };
-        let subject = std::mem::take(&mut self.subject);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if let Err(error) = future.await {
+                    if let Err(error) = rest.await {
                         tracing::warn!(%subject, %error, "event publish failed, and nobody awaited it");
                     }
                 });
