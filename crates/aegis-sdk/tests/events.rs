@@ -534,16 +534,12 @@ async fn undecodable_event_is_dead_lettered_after_one_attempt() {
     assert_eq!(&letters[0].payload[..], b"not an event");
 }
 
-/// Runs `handler` slowly enough that a stop or restart lands mid-stream.
+type BoxedHandlerFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+
+/// Records slowly enough that a stop or restart lands mid-stream.
 fn slow_recorder(
     seen: &Seen,
-) -> impl Fn(
-    EventContext,
-    Event<Value>,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>
-       + Send
-       + Sync
-       + 'static {
+) -> impl Fn(EventContext, Event<Value>) -> BoxedHandlerFuture + Send + Sync + 'static {
     let seen = seen.clone();
     move |ctx, event| {
         let seen = seen.clone();
