@@ -12,13 +12,15 @@
 pub mod dead_letter;
 mod handler;
 mod naming;
+mod pending;
 mod publisher;
 mod stream;
 mod subscription;
 mod worker;
 
 pub use handler::EventContext;
-pub use publisher::{EventPublisher, PendingEvent, PublisherOptions};
+pub use pending::PendingEvent;
+pub use publisher::{EventPublisher, PublisherOptions};
 pub use stream::{
     EventStreamConfig, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, EVENTS_STREAM, EVENTS_SUBJECTS,
 };
