@@ -276,9 +276,17 @@ impl Client {
         event_type: &str,
         payload: T,
     ) -> Result<u64> {
-        self.event_publisher()?
-            .publish(domain, event_type, payload)
-            .await
+        // A one-off publisher: one acknowledgement in flight, and no stream lookup up
+        // front; a missing stream shows as NotFound and is created then.
+        let bus = event_bus(self, Some(1))?;
+        let publisher = EventPublisher::with_bus(
+            bus,
+            self.encoding(),
+            self.source().map(str::to_owned),
+            EventStreamConfig::default(),
+        );
+        let _ = publisher.inner.ensured.set(());
+        publisher.publish(domain, event_type, payload).await
     }
 
     /// An [`EventPublisher`] on this client's connection, with default options.
