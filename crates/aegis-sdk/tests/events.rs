@@ -696,13 +696,13 @@ async fn long_running_handler_is_not_redelivered_while_it_works() {
                         let calls = calls.clone();
                         async move {
                             calls.fetch_add(1, Ordering::SeqCst);
-                            // Three times the ack wait.
-                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            // Two and a half times the ack wait.
+                            tokio::time::sleep(Duration::from_secs(5)).await;
                             Ok(())
                         }
                     },
                 )
-                .ack_wait(Duration::from_secs(1))
+                .ack_wait(Duration::from_secs(2))
                 .concurrency(4),
             )
             .build()
@@ -719,8 +719,8 @@ async fn long_running_handler_is_not_redelivered_while_it_works() {
         calls.load(Ordering::SeqCst) >= 1
     })
     .await;
-    // With concurrency 4, a redelivery during the 3 s would start a second call at once.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // With concurrency 4, a redelivery during the 5 s would start a second call at once.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     service.stop().await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
