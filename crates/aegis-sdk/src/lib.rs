@@ -41,6 +41,9 @@ mod error;
 pub mod ports;
 
 pub use adapters::nats::{ConnectOptions, NatsTransport, ReconnectPolicy};
+pub use application::events::{
+    DeliveryMode, EventContext, EventPublisher, EventSubscription, StartPolicy,
+};
 pub use application::{
     Call, Client, HandlerError, RpcContext, Service, ServiceBuilder, ServiceState,
 };

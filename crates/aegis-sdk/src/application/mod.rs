@@ -5,6 +5,7 @@ pub mod component;
 pub mod context;
 pub mod discovery;
 mod dispatch;
+pub mod events;
 mod handler;
 pub mod kv;
 pub mod registration;

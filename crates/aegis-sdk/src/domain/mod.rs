@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod envelope;
 pub mod error_code;
+pub mod event_pattern;
 pub(crate) mod hot;
 pub mod instance;
 pub mod kv_key;

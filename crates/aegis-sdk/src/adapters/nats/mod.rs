@@ -3,13 +3,16 @@
 //! Every async-nats error is mapped to an [`Error`](crate::Error) here, at the boundary;
 //! the source chain keeps the original for people, the kind is what callers match on.
 
+pub mod events;
 mod headers;
+mod jetstream;
 pub mod kv;
 mod kv_batch;
 mod kv_watch;
 pub mod options;
 pub mod transport;
 
+pub use events::NatsEventBus;
 pub use kv::NatsKvStore;
 pub use options::{ConnectOptions, ReconnectPolicy};
 pub use transport::NatsTransport;

@@ -113,7 +113,6 @@ impl NatsTransport {
     }
 
     /// The underlying async-nats client, for the other NATS adapters of this crate.
-    #[allow(dead_code)] // used by the JetStream adapters as they land
     pub(crate) fn client(&self) -> &async_nats::Client {
         &self.client
     }
