@@ -3,9 +3,13 @@
 //! Every async-nats error is mapped to an [`Error`](crate::Error) here, at the boundary;
 //! the source chain keeps the original for people, the kind is what callers match on.
 
+mod command_queue;
+mod command_store;
 mod headers;
 pub mod options;
 pub mod transport;
 
+pub use command_queue::NatsCommandQueue;
+pub use command_store::NatsCommandStore;
 pub use options::{ConnectOptions, ReconnectPolicy};
 pub use transport::NatsTransport;
