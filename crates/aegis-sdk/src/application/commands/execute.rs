@@ -279,7 +279,8 @@ async fn write_running(
     loop {
         tokio::select! {
             biased;
-            _ = &mut done => return status.progress,
+            // The last report may not be written yet; the final record carries it.
+            _ = &mut done => return progress.borrow().clone().or(status.progress),
             changed = progress.changed() => {
                 if changed.is_err() {
                     return status.progress;
