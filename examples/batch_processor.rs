@@ -41,7 +41,8 @@ async fn process_batch(ctx: CommandContext, batch: Batch) -> Result<Summary, Han
         let done = done + 1;
         if done % (total / 10).max(1) == 0 && done < total {
             let percent = done as f64 * 100.0 / total as f64;
-            ctx.progress(percent, format!("{done}/{total} items")).await?;
+            ctx.progress(percent, format!("{done}/{total} items"))
+                .await?;
         }
     }
     ctx.progress(100.0, "batch done").await?;
@@ -90,7 +91,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     say(&format!("sent command {}", handle.id()))?;
     while let Some(progress) = handle.next_progress().await {
-        say(&format!("  {:>5.1}%  {}", progress.percent, progress.message))?;
+        say(&format!(
+            "  {:>5.1}%  {}",
+            progress.percent, progress.message
+        ))?;
     }
     let summary: Summary = handle.result().await?;
     say(&format!("result: {summary:?}"))?;

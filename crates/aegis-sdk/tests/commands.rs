@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aegis_sdk::application::commands::WorkerOptions;
 use aegis_sdk::{
-    Client, CommandContext, CommandState, ConnectOptions, ErrorKind, HandlerError, Priority,
-    Service,
+    Client, CommandContext, CommandState, CommandStatus, ConnectOptions, ErrorKind, HandlerError,
+    Priority, Service,
 };
 use aegis_test_support::NatsServer;
 use futures::StreamExt;
@@ -34,6 +34,21 @@ fn fast_options() -> WorkerOptions {
         .retry_backoff(Duration::from_millis(50))
         .pull_expires(Duration::from_millis(300))
         .cancel_grace(Duration::from_millis(500))
+}
+
+/// The record of `id` once it reached `state`. The sender hears the outcome first and
+/// the worker writes the record right after, so a lookup may trail by one write.
+async fn final_status(client: &Client, id: &str, state: CommandState) -> CommandStatus {
+    within("the final record", async {
+        loop {
+            let status = client.command_status(id).await.unwrap();
+            if status.state == state {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
 }
 
 async fn dead_letter(
@@ -83,8 +98,7 @@ async fn progress_arrives_in_order_then_the_result() {
 
     // The record is readable by id from another connection.
     let other = connect(&server).await;
-    let status = other.command_status(&id).await.unwrap();
-    assert_eq!(status.state, CommandState::Succeeded);
+    let status = final_status(&other, &id, CommandState::Succeeded).await;
     assert_eq!(status.result, Some(json!({"processed": 7})));
     assert_eq!(status.progress.map(|p| p.percent), Some(100.0));
     assert_eq!(
@@ -315,8 +329,7 @@ async fn failures_are_retried_then_dead_lettered() {
     assert_eq!(err.kind(), ErrorKind::Remote, "{err}");
     assert_eq!(err.message(), "disk on fire");
     assert_eq!(broken_runs.load(Ordering::SeqCst), 3, "1 run + 2 retries");
-    let status = client.command_status(&id).await.unwrap();
-    assert_eq!(status.state, CommandState::Failed);
+    let status = final_status(&client, &id, CommandState::Failed).await;
     assert_eq!(status.attempt, 3);
 
     let letter = dead_letter(&server, "dlq.commands.retrying.broken").await;
@@ -368,10 +381,7 @@ async fn a_command_past_its_timeout_is_cancelled() {
         saw_cancel.load(Ordering::SeqCst),
         "the handler saw the cancel"
     );
-    assert_eq!(
-        client.command_status(&id).await.unwrap().state,
-        CommandState::TimedOut
-    );
+    final_status(&client, &id, CommandState::TimedOut).await;
     service.stop().await.unwrap();
 }
 
@@ -429,10 +439,7 @@ async fn cancel_stops_a_running_handler_and_a_queued_command() {
     // The queued one was handed to the worker too, and skipped: only one run.
     wait_ack_pending(&server, "aegis_cmd_cancellable_run", 0).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        client.command_status(&queued_id).await.unwrap().state,
-        CommandState::Cancelled
-    );
+    final_status(&client, &queued_id, CommandState::Cancelled).await;
     service.stop().await.unwrap();
 }
 
@@ -700,8 +707,7 @@ async fn a_killed_worker_process_command_is_run_by_another_worker() {
         .await
         .unwrap();
     assert_eq!(result, json!({"by": "crashy-survivor", "attempt": 2}));
-    let status = client.command_status(&id).await.unwrap();
-    assert_eq!(status.state, CommandState::Succeeded);
+    let status = final_status(&client, &id, CommandState::Succeeded).await;
     assert_eq!(status.worker.as_deref(), Some("crashy-survivor"));
     service.stop().await.unwrap();
 }

@@ -93,6 +93,10 @@ pub struct CommandStatus {
     pub worker: Option<String>,
     /// When this record was written, ISO-8601 UTC.
     pub updated_at: String,
+    /// The queue sequence of the message a worker runs: a second message with the same
+    /// id (sent again after the queue's deduplication window) has another and is skipped.
+    #[serde(default)]
+    pub sequence: Option<u64>,
 }
 
 impl CommandStatus {
@@ -110,6 +114,7 @@ impl CommandStatus {
             error: None,
             worker: None,
             updated_at: now_timestamp(),
+            sequence: None,
         }
     }
 

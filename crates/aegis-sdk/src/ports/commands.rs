@@ -83,6 +83,9 @@ pub struct Delivery {
     pub payload: Bytes,
     /// How many times it has been delivered, this time included (1 at first).
     pub delivered: u64,
+    /// Its sequence number in the queue: the same for every redelivery, different for
+    /// a second message with the same command id.
+    pub sequence: u64,
     /// How to settle it.
     pub acker: Arc<dyn DeliveryAcker>,
 }

@@ -216,16 +216,17 @@ impl CommandSource for NatsCommandSource {
                 let message = message.map_err(|e| {
                     Error::connection(format!("pulling commands failed: {e}")).with_source(e)
                 })?;
-                let delivered = message
+                let (delivered, sequence) = message
                     .info()
-                    .map(|i| i.delivered.max(1) as u64)
-                    .unwrap_or(1);
+                    .map(|i| (i.delivered.max(1) as u64, i.stream_sequence))
+                    .unwrap_or((1, 0));
                 let (message, acker) = message.split();
                 Ok(Delivery {
                     subject: message.subject.to_string(),
                     headers: from_nats(message.headers.as_ref()),
                     payload: message.payload,
                     delivered,
+                    sequence,
                     acker: Arc::new(NatsAcker(acker)),
                 })
             })

@@ -60,6 +60,18 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
             settle(&*acker, &id, Settle::Ack).await;
             return;
         }
+        // Another message with this id owns the command (this one was sent again after
+        // the queue's deduplication window): its run reports to every sender.
+        if entry
+            .status
+            .sequence
+            .is_some_and(|s| s != delivery.sequence)
+        {
+            tracing::debug!(command_id = %id, "duplicate command message; skipping it");
+            shared.unregister(&id);
+            settle(&*acker, &id, Settle::Ack).await;
+            return;
+        }
     }
 
     let base = entry.as_ref().map(|e| e.revision);
@@ -72,6 +84,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
         )
     });
     status.attempt = attempt;
+    status.sequence = Some(delivery.sequence);
     status.worker = Some(shared.instance.instance_id.to_string());
     status.error = None;
     status = status.with_state(CommandState::Running);

@@ -233,33 +233,42 @@ impl<P: Serialize + Send + 'static> SendCommand<P> {
             .subscribe(cs::events_subject(&id), None)
             .await?;
 
-        // The record is created only once per id: a second sender of the same id finds
-        // it and follows the first command instead of sending another.
+        // The record and the message are written at once (one round trip, not two).
+        // Either one tells a second sender of the same id that it is one: the record
+        // exists, or the queue deduplicated the message. A message sent again after the
+        // queue's deduplication window is stored, but the worker that gets it finds
+        // the record owned by the first message and skips it, and this handle hears
+        // the first command's outcome, which is published under the same id.
         let queued = CommandStatus::queued(&id, service.as_str(), command.as_str(), self.priority);
-        match ports.store.create(&queued).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                tracing::debug!(command_id = %id, "command sent before; following it");
-                return CommandHandle::attached(client, ports.store, id, events).await;
-            }
-            Err(e) => return Err(e),
-        }
-
         let subject = subjects::command(&service, &command);
         tracing::trace!(%subject, command_id = %id, "send command");
-        match ports
-            .queue
-            .enqueue(subject, &id, self.headers, bytes.into())
-            .await
-        {
-            Ok(_) => Ok(CommandHandle::new(client, ports.store, id, events)),
-            Err(error) => {
-                let mut failed = queued.with_state(CommandState::Failed);
-                failed.error = Some(format!("the command could not be queued: {error}"));
-                let _ = ports.store.put(&failed).await;
-                Err(error)
-            }
+        let (created, queued_message) = tokio::join!(
+            ports.store.create(&queued),
+            ports
+                .queue
+                .enqueue(subject, &id, self.headers, bytes.into()),
+        );
+        let duplicate = match (&created, &queued_message) {
+            (Err(e), _) if e.kind() == ErrorKind::AlreadyExists => true,
+            (_, Ok(true)) => true,
+            _ => false,
+        };
+        if duplicate {
+            tracing::debug!(command_id = %id, "command sent before; following it");
+            return CommandHandle::attached(client, ports.store, id, events).await;
         }
+        if let Err(error) = queued_message {
+            let mut failed = queued.with_state(CommandState::Failed);
+            failed.error = Some(format!("the command could not be queued: {error}"));
+            let _ = ports.store.put(&failed).await;
+            return Err(error);
+        }
+        if let Err(error) = created {
+            // The command is queued and will run; only its record is missing until a
+            // worker writes one.
+            tracing::warn!(command_id = %id, %error, "cannot record a queued command");
+        }
+        Ok(CommandHandle::new(client, ports.store, id, events))
     }
 }
 
