@@ -160,7 +160,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
             None,
             Some(error_code::with_code(
                 error_code::TIMEOUT,
-                &format!("command ran past its timeout of {}s", command.timeout),
+                format!("command ran past its timeout of {}s", command.timeout),
             )),
             Settle::Ack,
         ),

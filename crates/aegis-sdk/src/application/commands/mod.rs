@@ -16,7 +16,7 @@
 //! Failures are retried with exponential backoff (a negative ack with a delay) up to
 //! the command's `max_retries`; then the sender gets the failure and the command goes
 //! to the stream `COMMANDS_DLQ` on `dlq.commands.{service}.{command}`. Priority and
-//! crash recovery: see [`worker`](self::worker) (priority is ranked among the commands
+//! crash recovery: see [`worker`] (priority is ranked among the commands
 //! a worker holds; it is exact for a backlog that fits in `concurrency + lookahead`).
 //!
 //! Attempts are counted by deliveries, so a worker crash uses up one retry.

@@ -7,7 +7,7 @@
 //! `commands.{service}.{command}`, so each command is delivered to one worker, and
 //! commands sent by Python peers (which know nothing of lanes) are served the same way.
 //! A worker holds up to `concurrency + lookahead` commands: those running and a waiting
-//! room it picks from, most urgent first, with aging (see [`WaitQueue`]). Held commands
+//! room it picks from, most urgent first, with aging (see `priority.rs`). Held commands
 //! are kept alive with in-progress acks every third of the ack wait, so a live worker
 //! never loses one to redelivery however long it waits or runs; a crashed worker stops
 //! renewing, and the server hands its commands to another worker after the ack wait.
@@ -255,6 +255,7 @@ async fn work(
 ) {
     let options = shared.options.clone();
     let capacity = options.concurrency + options.lookahead;
+    let min_pull = (capacity / 4).max(1);
     let mut waiting = WaitQueue::new(options.priority_aging);
     let mut running = JoinSet::new();
     let mut batch: Option<BoxStream<'static, Result<Delivery>>> = None;
@@ -270,8 +271,11 @@ async fn work(
                 None => break,
             }
         }
-        let room = capacity.saturating_sub(running.len() + waiting.len());
-        if batch.is_none() && room > 0 {
+        // Pull in batches of a quarter of the capacity at least (each pull request costs
+        // the server as much as a few messages), unless the worker is idle.
+        let held = running.len() + waiting.len();
+        let room = capacity.saturating_sub(held);
+        if batch.is_none() && room > 0 && (held == 0 || room >= min_pull) {
             match source.pull(room, options.pull_expires).await {
                 Ok(stream) => {
                     batch = Some(stream);
