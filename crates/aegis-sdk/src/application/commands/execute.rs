@@ -177,8 +177,11 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
     status.progress = progress_tx.borrow().clone().or(status.progress);
     let status = status.with_state(state);
 
-    // The sender hears the outcome first; the record and the ack follow.
-    if state.is_terminal() {
+    // A success is announced first, then recorded: the sender is not kept waiting for
+    // bookkeeping, and a lookup right after may trail by this one write. Any other
+    // outcome is recorded (and dead-lettered) before the sender hears of it.
+    let succeeded = state == CommandState::Succeeded;
+    if succeeded {
         shared.announce(&status).await;
     }
 
@@ -200,6 +203,9 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
                 attempt,
             )
             .await;
+    }
+    if state.is_terminal() && !succeeded {
+        shared.announce(&status).await;
     }
     settle(&*acker, &id, settle_as).await;
 }
