@@ -271,6 +271,74 @@ async fn a_backlog_runs_in_priority_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_priority_still_advances_under_sustained_high_priority_load() {
+    const HIGHS: usize = 150;
+    let server = NatsServer::start();
+    let highs_done = Arc::new(AtomicUsize::new(0));
+    let highs_done_when_low_ran = Arc::new(Mutex::new(None));
+    let service = Service::builder("aging")
+        .on_command_with(
+            "job",
+            fast_options()
+                .concurrency(1)
+                .lookahead(8)
+                .priority_aging(Duration::from_millis(50)),
+            {
+                let highs_done = highs_done.clone();
+                let when = highs_done_when_low_ran.clone();
+                move |ctx: CommandContext, _: Value| {
+                    let highs_done = highs_done.clone();
+                    let when = when.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        if ctx.priority() == Priority::Low {
+                            *when.lock().unwrap() = Some(highs_done.load(Ordering::SeqCst));
+                        } else {
+                            highs_done.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok::<_, HandlerError>(json!(null))
+                    }
+                }
+            },
+        )
+        .build()
+        .unwrap();
+    service.start(&connect(&server).await).await.unwrap();
+
+    // A steady stream of high-priority commands, faster than the worker runs them,
+    // with one low-priority command early in it.
+    let client = connect(&server).await;
+    let mut handles = Vec::new();
+    for i in 0..HIGHS {
+        let priority = if i == 3 {
+            Priority::Low
+        } else {
+            Priority::High
+        };
+        handles.push(
+            client
+                .send_command("aging", "job", json!({}))
+                .priority(priority)
+                .await
+                .unwrap(),
+        );
+    }
+    for handle in handles {
+        within("job", handle.result::<Value>()).await.unwrap();
+    }
+    let when = highs_done_when_low_ran
+        .lock()
+        .unwrap()
+        .expect("the low command ran");
+    assert!(
+        when < HIGHS - 1 - 8,
+        "the low command waited for the high ones to drain: ran after {when} of {} high",
+        HIGHS - 1
+    );
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_retried_then_dead_lettered() {
     let server = NatsServer::start();
     let flaky_runs = Arc::new(AtomicUsize::new(0));
