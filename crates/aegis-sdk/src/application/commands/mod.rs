@@ -8,18 +8,32 @@
 //!   [`CommandWorker`] component; every instance of the service shares the work.
 //!
 //! What travels where: the command envelope goes to `commands.{service}.{command}` in the
-//! work-queue stream `COMMANDS` (deduplicated by `Nats-Msg-Id` = its id, as the contract
-//! says); progress, outcomes and cancel requests go on core subjects under
-//! `aegis.cmd.{id}.` and never into the work queue; each command's status record lives
-//! under its id in the KV bucket `aegis_commands` (created by its sender, so a second
-//! sender of the same id follows the first command instead of sending it again).
-//! Failures are retried with exponential backoff (a negative ack with a delay) up to
-//! the command's `max_retries`; then the sender gets the failure and the command goes
-//! to the stream `COMMANDS_DLQ` on `dlq.commands.{service}.{command}`. Priority and
-//! crash recovery: see [`worker`] (priority is ranked among the commands
-//! a worker holds; it is exact for a backlog that fits in `concurrency + lookahead`).
+//! work-queue stream `COMMANDS` (deduplicated by `Nats-Msg-Id` = its id), exactly as a
+//! Python sender puts it there, so either side can send to the other. Progress,
+//! outcomes and cancel requests go on core subjects under `aegis.cmd.{id}.` and never
+//! into the work queue, so a sender hears them at once, without polling. Each command's
+//! status record lives under its id in the KV bucket `aegis_commands` (JSON, kept a
+//! day), written by its sender and its workers, readable from any process.
 //!
-//! Attempts are counted by deliveries, so a worker crash uses up one retry.
+//! - **Same id twice**: the sender writes the record (create-if-absent) and the message
+//!   at once; a second sender of the id finds the record or is deduplicated by the
+//!   stream, and follows the first command's outcome instead. A message sent again
+//!   after the stream's deduplication window is skipped by the worker that gets it,
+//!   because the record names the queue sequence of the message that owns the command.
+//!   (Two such messages delivered at the very same moment, before either was started,
+//!   could both run: a resend more than two minutes later while the first still waits.)
+//! - **Retries**: a failed run is negatively acknowledged with a delay (exponential
+//!   backoff) up to the command's `max_retries`; then the record says failed, the
+//!   command goes to the stream `COMMANDS_DLQ` on `dlq.commands.{service}.{command}`,
+//!   and the sender gets the failure. Attempts are counted by deliveries, so a worker
+//!   crash uses up one retry.
+//! - **Timeout and cancel**: the handler's [`CommandContext`] carries the cancellation
+//!   signal; a handler that does not return within the cancel grace is dropped.
+//! - **Priority and crash recovery**: see [`worker`] (priority is ranked among the
+//!   commands a worker holds; it is exact for a backlog that fits in
+//!   `concurrency + lookahead`, with aging so low priorities advance).
+//! - **Consistency**: a success reaches the sender before it is recorded (one write
+//!   later); failures, timeouts and cancels are recorded (and dead-lettered) first.
 
 mod builder;
 mod cancel;

@@ -207,25 +207,43 @@ impl Component for CommandWorker {
         let router = tokio::spawn(route_cancels(shared.clone(), cancels));
         let main = tokio::spawn(work(shared, source, stop_rx));
         tracing::debug!(command = %self.command, "command worker started");
-        Ok(Box::new(RunningWorker { stop, main, router }))
+        Ok(Box::new(RunningWorker {
+            stop,
+            main: Some(main),
+            router: Some(router),
+        }))
     }
 }
 
 struct RunningWorker {
     stop: watch::Sender<Option<Duration>>,
-    main: JoinHandle<()>,
-    router: JoinHandle<()>,
+    main: Option<JoinHandle<()>>,
+    router: Option<JoinHandle<()>>,
 }
 
 #[async_trait]
 impl RunningComponent for RunningWorker {
-    async fn stop(self: Box<Self>, drain_timeout: Duration) {
+    async fn stop(mut self: Box<Self>, drain_timeout: Duration) {
         let _ = self.stop.send(Some(drain_timeout));
-        if let Err(error) = self.main.await {
-            tracing::warn!(%error, "command worker ended abnormally");
+        if let Some(main) = self.main.take() {
+            if let Err(error) = main.await {
+                tracing::warn!(%error, "command worker ended abnormally");
+            }
         }
-        self.router.abort();
-        let _ = self.router.await;
+        if let Some(router) = self.router.take() {
+            router.abort();
+            let _ = router.await;
+        }
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        // Dropped without `stop` (its service was dropped): end the loop and, with it,
+        // the commands it runs; their deliveries go to another worker after the ack wait.
+        for task in [self.main.take(), self.router.take()].into_iter().flatten() {
+            task.abort();
+        }
     }
 }
 
