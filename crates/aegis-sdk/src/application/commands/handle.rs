@@ -105,7 +105,9 @@ impl CommandHandle {
             .ok_or_else(|| Error::new(ErrorKind::Internal, "finished without a record"))
     }
 
-    /// Waits for the outcome: the handler's result as an `R`.
+    /// Waits for the outcome: the handler's result as an `R`. It waits as long as the
+    /// command takes (also while no worker runs), so bound it with
+    /// `tokio::time::timeout` if needed; the command is not affected by that.
     ///
     /// # Errors
     /// [`ErrorKind::Remote`] when the command failed after its retries (the message is
