@@ -45,8 +45,10 @@ pub use application::events::{
     DeliveryMode, EventContext, EventPublisher, EventSubscription, StartPolicy,
 };
 pub use application::{
-    Call, Client, HandlerError, RpcContext, Service, ServiceBuilder, ServiceState,
+    Call, Client, CommandContext, CommandHandle, HandlerError, RpcContext, Service, ServiceBuilder,
+    ServiceState,
 };
+pub use domain::command_status::{CommandState, CommandStatus, Progress};
 pub use domain::{Encoding, EventDomain, EventType, InstanceId, MethodName, Priority, ServiceName};
 pub use error::{Error, ErrorKind, Result};
 

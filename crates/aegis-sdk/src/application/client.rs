@@ -30,6 +30,7 @@ struct ClientInner {
     encoding: Encoding,
     default_timeout: Duration,
     source: Option<String>,
+    commands: Arc<std::sync::OnceLock<super::commands::CommandPorts>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -77,6 +78,7 @@ impl Client {
                 encoding: Encoding::default(),
                 default_timeout: Self::DEFAULT_TIMEOUT,
                 source: None,
+                commands: Default::default(),
             }),
         }
     }
@@ -88,6 +90,7 @@ impl Client {
             encoding: self.inner.encoding,
             default_timeout: self.inner.default_timeout,
             source: self.inner.source.clone(),
+            commands: self.inner.commands.clone(),
         };
         change(&mut inner);
         Client {
@@ -125,6 +128,11 @@ impl Client {
     /// The NATS connection, when this client talks to a real server.
     pub fn nats(&self) -> Option<&NatsTransport> {
         self.inner.nats.as_ref()
+    }
+
+    /// The command adapters of this connection, made once and shared by its clones.
+    pub(crate) fn command_ports_cell(&self) -> &std::sync::OnceLock<super::commands::CommandPorts> {
+        &self.inner.commands
     }
 
     /// The sender name put in `source`.

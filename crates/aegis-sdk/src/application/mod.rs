@@ -1,6 +1,7 @@
 //! The application layer: services and clients, written against the ports only.
 
 pub mod client;
+pub mod commands;
 pub mod component;
 pub mod context;
 pub mod discovery;
@@ -15,6 +16,7 @@ pub mod selection;
 pub mod service;
 
 pub use client::{Call, Client};
+pub use commands::{CommandContext, CommandHandle, CommandWorker, SendCommand, WorkerOptions};
 pub use component::{Component, ComponentContext, RunningComponent};
 pub use context::{HandlerError, RpcContext};
 pub use service::{Service, ServiceBuilder, ServiceState};

@@ -6,6 +6,7 @@
 //! [`ErrorKind`](crate::ErrorKind) an adapter returns in which case, and adapters are
 //! tested against those words.
 
+pub mod commands;
 pub mod events;
 pub mod kv;
 pub mod transport;

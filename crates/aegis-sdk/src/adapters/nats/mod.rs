@@ -3,6 +3,8 @@
 //! Every async-nats error is mapped to an [`Error`](crate::Error) here, at the boundary;
 //! the source chain keeps the original for people, the kind is what callers match on.
 
+mod command_queue;
+mod command_store;
 pub mod events;
 mod headers;
 mod jetstream;
@@ -12,6 +14,8 @@ mod kv_watch;
 pub mod options;
 pub mod transport;
 
+pub use command_queue::NatsCommandQueue;
+pub use command_store::NatsCommandStore;
 pub use events::NatsEventBus;
 pub use kv::NatsKvStore;
 pub use options::{ConnectOptions, ReconnectPolicy};
