@@ -42,7 +42,8 @@ pub mod ports;
 
 pub use adapters::nats::{ConnectOptions, NatsTransport, ReconnectPolicy};
 pub use application::{
-    Call, Client, HandlerError, RpcContext, Service, ServiceBuilder, ServiceState,
+    Call, Client, FailoverPolicy, HandlerError, Leadership, LeadershipEvent, LeadershipStatus,
+    LossReason, RpcContext, Service, ServiceBuilder, ServiceState,
 };
 pub use domain::{Encoding, EventDomain, EventType, InstanceId, MethodName, Priority, ServiceName};
 pub use error::{Error, ErrorKind, Result};

@@ -4,6 +4,7 @@
 //! SDK is expressed as plain types with their validation rules.
 
 pub mod codec;
+pub mod election;
 pub mod envelope;
 pub mod error_code;
 pub mod names;

@@ -6,8 +6,10 @@
 //! [`ErrorKind`](crate::ErrorKind) an adapter returns in which case, and adapters are
 //! tested against those words.
 
+pub mod election;
 pub mod transport;
 
+pub use election::{LeaseEntry, LeaseEvent, LeaseStore};
 pub use transport::{
     ConnectionEvent, ConnectionState, Headers, InboundMessage, Subscription, Transport,
 };
