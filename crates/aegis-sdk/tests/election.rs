@@ -8,6 +8,9 @@
 //! `LOST`, `EXEC <call-id> <token>` for every exclusive call it ran), which is what the
 //! tests assert on; timings are printed, and only bounded generously.
 
+// The issue asks for measured failover times to be reported: they go to stderr.
+#![allow(clippy::print_stderr)]
+
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -84,7 +87,7 @@ async fn killed_leader_is_replaced_and_failover_time_is_reported() {
         let leader = await_leader(&client, SERVICE, &ids(&nodes), Duration::from_secs(5)).await;
         let index = nodes.iter().position(|n| n.instance == leader).unwrap();
 
-        nodes[index].kill();
+        nodes[index].crash(&server);
         let failover = await_new_leader_serving(&client, SERVICE, &leader).await;
         eprintln!("crash failover ({policy}): {failover:?}");
         assert!(failover < Duration::from_secs(5), "{policy}: {failover:?}");
@@ -156,7 +159,7 @@ async fn exclusive_calls_through_a_failover_all_succeed_and_run_once() {
     let mut killed_at = None;
     for call in 0.. {
         if call == 50 {
-            nodes[index].kill();
+            nodes[index].crash(&server);
             killed_at = Some(Instant::now());
         }
         if killed_at.is_some_and(|t| t.elapsed() > Duration::from_millis(2500)) {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aegis_sdk::{Client, ErrorKind};
+use aegis_test_support::NatsServer;
 use serde_json::{json, Value};
 
 /// The node program; cargo builds `[[bin]]` targets before tests and benches that use them.
@@ -93,6 +94,21 @@ impl Node {
         let _ = self.child.wait();
     }
 
+    /// SIGKILL, then wait until `server` has dropped the dead connection.
+    ///
+    /// A request published before the server notices the crash is routed to the dead
+    /// instance's subscription and lost: the caller times out, and the SDK rightly does
+    /// not retry a timeout (the call may have run). That is true of any crash; what the
+    /// tests measure is the election, so they start calling once the server knows.
+    pub(crate) fn crash(&mut self, server: &NatsServer) {
+        let before = connections(server);
+        self.kill();
+        let end = Instant::now() + Duration::from_secs(10);
+        while connections(server) >= before && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Waits for the process to exit by itself (after SIGTERM).
     pub(crate) fn wait_exit(&mut self, timeout: Duration) -> bool {
         let end = Instant::now() + timeout;
@@ -112,6 +128,13 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How many client connections `server` has.
+pub(crate) fn connections(server: &NatsServer) -> usize {
+    let body = server.monitor_get("/connz").expect("connz");
+    let connz: Value = serde_json::from_str(&body).expect("connz json");
+    connz["num_connections"].as_u64().expect("num_connections") as usize
 }
 
 /// The fencing token if `instance` leads now, `None` if it refuses (or does not answer).

@@ -183,7 +183,7 @@ impl Leadership {
         } else {
             LeadershipStatus::Standby { leader: None }
         };
-        self.inner.status.send_replace(status);
+        self.set_status(status);
         if let Some(token) = token {
             let _ = self
                 .inner
@@ -194,13 +194,20 @@ impl Leadership {
 
     pub(crate) fn set_standby(&self, leader: Option<String>) {
         self.gate().leader_hint = leader.clone();
-        self.inner
-            .status
-            .send_replace(LeadershipStatus::Standby { leader });
+        self.set_status(LeadershipStatus::Standby { leader });
     }
 
     pub(crate) fn set_inactive(&self) {
         self.gate().leader_hint = None;
-        self.inner.status.send_replace(LeadershipStatus::Inactive);
+        self.set_status(LeadershipStatus::Inactive);
+    }
+
+    /// Tells watchers of a change only: renewals seen by standbys change nothing.
+    fn set_status(&self, status: LeadershipStatus) {
+        self.inner.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
     }
 }

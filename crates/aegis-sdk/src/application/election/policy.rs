@@ -136,8 +136,8 @@ mod tests {
             FailoverPolicy::conservative(),
         ] {
             assert_eq!(
-                FailoverPolicy::custom(p.lease(), p.renew_interval(), p.takeover_delay()),
-                Ok(p)
+                FailoverPolicy::custom(p.lease(), p.renew_interval(), p.takeover_delay()).unwrap(),
+                p
             );
             assert!(p.leader_window() < p.takeover_delay());
             assert!(p.leader_window() < p.lease());
