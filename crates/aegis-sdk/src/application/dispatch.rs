@@ -130,14 +130,15 @@ impl Dispatcher {
             ),
             Some((name, handler)) => {
                 // Exclusive methods run on the leader only; the check is made against
-                // the clock right before the handler starts.
-                let fencing_token = match self
+                // the clock right before the handler starts. The admission is held until
+                // the handler is done: a stopping leader hands over only after that.
+                let (fencing_token, _admission) = match self
                     .exclusive
                     .as_ref()
                     .map(|gate| gate.admit(&name, &self.instance))
                 {
-                    None | Some(Ok(None)) => None,
-                    Some(Ok(Some(token))) => Some(token),
+                    None | Some(Ok(None)) => (None, None),
+                    Some(Ok(Some((token, admission)))) => (Some(token), Some(admission)),
                     Some(Err(refusal)) => {
                         if let Some(leader) = refusal.leader {
                             reply_headers.insert(crate::domain::election::LEADER_HEADER, leader);

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::elector::Elector;
-use super::leadership::Leadership;
+use super::leadership::{Admission, Leadership};
 use super::policy::FailoverPolicy;
 use crate::adapters::nats::election::NatsLeaseStore;
 use crate::application::component::{Component, ComponentContext, RunningComponent};
@@ -70,13 +70,14 @@ pub(crate) struct Refusal {
 }
 
 impl ExclusiveGate {
-    /// `Ok(None)` for an ordinary method, `Ok(Some(token))` for an exclusive one while
-    /// this instance leads, a refusal otherwise.
+    /// `Ok(None)` for an ordinary method; for an exclusive one while this instance
+    /// leads, the fencing token and a guard to hold while the call runs; a refusal
+    /// otherwise.
     pub(crate) fn admit(
         &self,
         method: &str,
         instance: &InstanceInfo,
-    ) -> Result<Option<u64>, Refusal> {
+    ) -> Result<Option<(u64, Admission)>, Refusal> {
         if !self.methods.contains(method) {
             return Ok(None);
         }

@@ -134,15 +134,27 @@ impl Elector {
         let record = LeaderRecord::new(self.instance_id.clone());
         let lease = self.policy.lease();
         let sent = Instant::now();
-        let outcome = match standby.seen {
-            None => self.store.try_acquire(&record, lease).await,
-            Some(revision) => self.store.renew(&record, revision, lease).await,
+        // Bounded, so that a hanging store cannot keep the task from stopping. Should a
+        // write time out yet land, the watch shows our record and we wait it out as
+        // with anyone else's.
+        let write = async {
+            match standby.seen {
+                None => self.store.try_acquire(&record, lease).await,
+                Some(revision) => self.store.renew(&record, revision, lease).await,
+            }
+        };
+        let outcome = match timeout(lease, write).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(crate::Error::new(
+                ErrorKind::Timeout,
+                "lease write timed out",
+            )),
         };
         match outcome {
             Ok(revision) => {
                 let valid_until = sent + self.policy.leader_window();
                 self.leadership
-                    .promote(revision, valid_until.into_std(), &self.instance_id);
+                    .promote(revision, valid_until, &self.instance_id);
                 tracing::info!(instance = %self.instance_id, token = revision, "became leader");
                 Some(Term {
                     token: revision,
@@ -180,7 +192,11 @@ impl Elector {
     ) -> Standby {
         let reason = loop {
             if stopped(stop) {
+                // Admit no more exclusive calls, let those running finish, then hand
+                // over. Should they run past the takeover delay, a standby takes over
+                // by itself and the release finds the key changed.
                 self.leadership.demote(LossReason::Stopped);
+                self.leadership.idle().await;
                 self.release(term.revision).await;
                 return Standby {
                     seen: None,
@@ -253,7 +269,7 @@ impl Elector {
                 term.revision = revision;
                 term.valid_until = sent + self.policy.leader_window();
                 term.last_error = None;
-                self.leadership.extend(term.valid_until.into_std());
+                self.leadership.extend(term.valid_until);
                 None
             }
             Ok(Err(error)) if error.kind() == ErrorKind::RevisionMismatch => {

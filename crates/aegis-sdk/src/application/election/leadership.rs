@@ -1,10 +1,12 @@
 //! What a program and the RPC dispatcher see of an election: the current role, the
 //! fencing token, and the changes as typed events.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
+// Tokio's clock: the real one in production, a paused one in tests.
+use tokio::time::Instant;
 
 use crate::domain::election::GroupName;
 
@@ -73,6 +75,22 @@ struct Inner {
     gate: Mutex<Gate>,
     status: watch::Sender<LeadershipStatus>,
     events: broadcast::Sender<LeadershipEvent>,
+    /// Exclusive calls admitted and still running.
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held while an admitted exclusive call runs.
+pub(crate) struct Admission {
+    leadership: Leadership,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.leadership.inner.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.leadership.inner.idle.notify_waiters();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -101,6 +119,8 @@ impl Leadership {
                 gate: Mutex::new(Gate::default()),
                 status,
                 events,
+                running: AtomicUsize::new(0),
+                idle: Notify::new(),
             }),
         }
     }
@@ -144,12 +164,33 @@ impl Leadership {
         self.inner.events.subscribe()
     }
 
-    /// The token if leading now, else the leader to redirect to, if known.
-    pub(crate) fn admit(&self) -> Result<u64, Option<String>> {
+    /// The token and a guard to hold while the call runs if leading now, else the
+    /// leader to redirect to, if known.
+    pub(crate) fn admit(&self) -> Result<(u64, Admission), Option<String>> {
         let gate = self.gate();
         match (gate.token, gate.valid_until) {
-            (Some(token), Some(until)) if Instant::now() < until => Ok(token),
+            (Some(token), Some(until)) if Instant::now() < until => {
+                // Counted under the gate's lock, so `demote` then `idle` misses no call.
+                self.inner.running.fetch_add(1, Ordering::AcqRel);
+                let admission = Admission {
+                    leadership: self.clone(),
+                };
+                Ok((token, admission))
+            }
             _ => Err(gate.leader_hint.clone()),
+        }
+    }
+
+    /// Resolves when no admitted exclusive call runs any more.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 

@@ -29,6 +29,8 @@ mod component;
 mod elector;
 pub mod leadership;
 pub mod policy;
+#[cfg(test)]
+mod tests;
 
 pub use component::SingleActive;
 pub(crate) use component::{ElectionSetup, ExclusiveGate};
