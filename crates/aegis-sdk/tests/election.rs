@@ -68,6 +68,36 @@ async fn instances_started_together_elect_exactly_one_leader() {
         );
         assert_eq!(elected(&nodes), 1, "exactly one term among {n} instances");
 
+        // The lease in KV, as the contract lays it out.
+        let jetstream =
+            async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let bucket = jetstream
+            .get_key_value("election_ledger_service")
+            .await
+            .unwrap();
+        let value = bucket
+            .get("sticky-active.ledger-service.default.leader")
+            .await
+            .unwrap()
+            .expect("leader key");
+        let record: Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(record["instance_id"], leader.as_str());
+        assert!(record["elected_at"].is_f64() && record["last_heartbeat"].is_f64());
+        assert!(record["metadata"].is_object());
+
+        // A standby asked directly refuses with the code Python callers look for.
+        let standby = ids(&nodes).into_iter().find(|id| *id != leader).unwrap();
+        let refusal = client
+            .call::<_, Value>(SERVICE, "work", json!({"call_id": "direct"}))
+            .instance(standby)
+            .await
+            .expect_err("a standby refuses");
+        assert_eq!(refusal.kind(), ErrorKind::NotActive);
+        assert_eq!(
+            refusal.message(),
+            format!("NOT_ACTIVE: instance {standby} is standby for group default")
+        );
+
         // Ordinary methods still load-balance over every instance.
         let mut served = HashSet::new();
         for _ in 0..60 {
@@ -180,6 +210,14 @@ async fn exclusive_calls_through_a_failover_all_succeed_and_run_once() {
         started.elapsed()
     );
 
+    // A node prints EXEC before it replies, but our reader threads may lag behind the
+    // replies: wait until every answered call shows up somewhere.
+    let all_execs = || -> Vec<String> { nodes.iter().flat_map(|n| n.facts("EXEC")).collect() };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while all_execs().len() < replies.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
     // Every call ran exactly once, on the instance that answered it, in a term that
     // instance was elected for; tokens never go back.
     let mut runs: HashMap<String, Vec<(String, u64)>> = HashMap::new();
@@ -205,7 +243,7 @@ async fn exclusive_calls_through_a_failover_all_succeed_and_run_once() {
     let mut last_token = 0;
     for reply in &replies {
         let call_id = reply["call_id"].as_str().unwrap();
-        let ran = &runs[call_id];
+        let ran = runs.get(call_id).map(Vec::as_slice).unwrap_or_default();
         assert_eq!(ran.len(), 1, "{call_id} ran {} times: {ran:?}", ran.len());
         assert_eq!(ran[0].0, reply["instance"].as_str().unwrap());
         let token = reply["token"].as_u64().unwrap();
@@ -290,4 +328,71 @@ async fn handler_error_is_returned_after_one_attempt() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let runs: usize = nodes.iter().map(|n| n.count("FAIL")).sum();
     assert_eq!(runs, 10, "each failing call ran exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_leader_hands_over_after_its_running_exclusive_calls() {
+    use aegis_sdk::{FailoverPolicy, HandlerError, Leadership, RpcContext, Service};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    // While the slow call runs on the leader, it checks whether the standby leads too.
+    let standby: Arc<OnceLock<Leadership>> = Arc::default();
+    let overlap = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
+    let build = |instance: &str| {
+        let (standby, overlap, started) = (standby.clone(), overlap.clone(), started.clone());
+        Service::builder(SERVICE)
+            .instance_id(instance)
+            .single_active("default", FailoverPolicy::balanced())
+            .exclusive_rpc("slow", move |_ctx: RpcContext, _p: Value| {
+                let (standby, overlap, started) =
+                    (standby.clone(), overlap.clone(), started.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    for _ in 0..300 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        if standby.get().is_some_and(|l| l.is_leader()) {
+                            overlap.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    Ok::<_, HandlerError>(json!({}))
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let a = build("in-process-a");
+    a.start(&client).await.unwrap();
+    while !a.leadership().unwrap().is_leader() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let b = build("in-process-b");
+    standby.set(b.leadership().unwrap().clone()).unwrap();
+    b.start(&client).await.unwrap();
+
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call::<_, Value>(SERVICE, "slow", json!({})).await }
+    });
+    while started.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    a.stop().await.unwrap();
+    call.await.unwrap().expect("the running call completes");
+    assert!(
+        !overlap.load(Ordering::SeqCst),
+        "the standby took over while the call ran"
+    );
+
+    // And then it did take over, at once.
+    let b_leadership = b.leadership().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b_leadership.is_leader() {
+        assert!(Instant::now() < deadline, "standby did not take over");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.stop().await.unwrap();
 }
