@@ -396,3 +396,59 @@ async fn stopping_leader_hands_over_after_its_running_exclusive_calls() {
     }
     b.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_lease_store_keeps_its_contract() {
+    use aegis_sdk::adapters::nats::NatsLeaseStore;
+    use aegis_sdk::domain::election::{GroupName, LeaderRecord};
+    use aegis_sdk::ports::{LeaseEvent, LeaseStore};
+    use aegis_sdk::ServiceName;
+    use futures::StreamExt;
+
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let service = ServiceName::new("lease-check").unwrap();
+    let store = NatsLeaseStore::open(client.nats().unwrap(), &service, &GroupName::default())
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(1);
+    let a = LeaderRecord::new("a");
+    let b = LeaderRecord::new("b");
+    let mut watch = store.watch().await.unwrap();
+
+    // Atomic create: one holder at a time.
+    let first = store.try_acquire(&a, ttl).await.unwrap();
+    let err = store.try_acquire(&b, ttl).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(store.current().await.unwrap().unwrap().revision, first);
+
+    // Revision-checked renewal and release.
+    let second = store.renew(&a, first, ttl).await.unwrap();
+    assert!(second > first);
+    let err = store.renew(&b, first, ttl).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RevisionMismatch);
+    let err = store.release(first).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RevisionMismatch);
+    store.release(second).await.unwrap();
+    assert_eq!(store.current().await.unwrap(), None);
+
+    // Created again over the delete marker, and still with a TTL: unrenewed, the
+    // server removes it and the watch hears of it.
+    let third = store.try_acquire(&b, ttl).await.unwrap();
+    let written = Instant::now();
+    let mut seen = Vec::new();
+    let expired = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = watch.next().await {
+            let event = event.unwrap();
+            seen.push(event.clone());
+            if matches!(event, LeaseEvent::Gone { revision } if revision > third) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(expired.is_ok(), "no expiry marker; saw {seen:?}");
+    assert!(written.elapsed() >= Duration::from_millis(900));
+    assert_eq!(store.current().await.unwrap(), None);
+    assert!(store.try_acquire(&a, ttl).await.unwrap() > third);
+}
