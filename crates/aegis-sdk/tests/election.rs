@@ -452,3 +452,34 @@ async fn nats_lease_store_keeps_its_contract() {
     assert_eq!(store.current().await.unwrap(), None);
     assert!(store.try_acquire(&a, ttl).await.unwrap() > third);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_created_without_ttl_gets_it() {
+    use aegis_sdk::adapters::nats::NatsLeaseStore;
+    use aegis_sdk::domain::election::{GroupName, LeaderRecord};
+    use aegis_sdk::ports::LeaseStore;
+    use aegis_sdk::ServiceName;
+
+    // As a Python peer may have created it: a plain bucket.
+    let server = NatsServer::start();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    jetstream
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: "election_py_made".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let client = connect(&server).await;
+    let service = ServiceName::new("py-made").unwrap();
+    let store = NatsLeaseStore::open(client.nats().unwrap(), &service, &GroupName::default())
+        .await
+        .unwrap();
+    store
+        .try_acquire(&LeaderRecord::new("a"), Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.current().await.unwrap(), None, "the lease expired");
+}
