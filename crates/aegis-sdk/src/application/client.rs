@@ -233,6 +233,10 @@ where
         let deadline = Instant::now() + timeout;
         let mut backoff = FIRST_BACKOFF;
         let mut failing_over = false;
+        // The instance the current subject names, if not the queue group, and the last
+        // named leader that turned out not to be there.
+        let mut target: Option<String> = None;
+        let mut gone: Option<String> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -255,22 +259,29 @@ where
                 .attempt::<R>(payload, &subject, &self.headers, &message_id, left)
                 .await;
 
-            // A single-active service refused (a standby answered) or the hinted leader
-            // is gone: retry within the deadline, at the leader it named if it did, else
-            // through the queue group after a short backoff. Other errors are final;
-            // a refusal means the method did not run, so retrying is safe.
+            // A single-active service refused (a standby answered) or the leader it named
+            // is gone: retry within the deadline. A named leader is tried at once on its
+            // own subject, unless it already proved gone (standbys keep naming a crashed
+            // leader until one of them takes over); otherwise back off and go through
+            // the queue group. Every round through the queue group pauses, so a caller
+            // never spins. Other errors are final; a refusal means the method did not
+            // run, so retrying is safe.
             match attempt {
                 Err(Refused { error, leader })
                     if !pinned && error.kind() == ErrorKind::NotActive =>
                 {
                     failing_over = true;
-                    let hinted = leader.and_then(|leader| InstanceId::new(leader).ok());
+                    let hinted = leader
+                        .filter(|leader| Some(leader) != gone.as_ref())
+                        .and_then(|leader| InstanceId::new(leader).ok());
                     match hinted {
-                        Some(leader) if subject == queue_subject => {
+                        Some(leader) if target.is_none() => {
                             subject = subjects::rpc_instance(&service, &method, &leader);
+                            target = Some(leader.as_str().to_owned());
                         }
                         _ => {
                             subject = queue_subject.clone();
+                            target = None;
                             backoff = self.client.pause(backoff, deadline).await;
                         }
                     }
@@ -279,10 +290,11 @@ where
                 Err(Refused { error, .. })
                     if failing_over && error.kind() == ErrorKind::NoResponders =>
                 {
-                    if subject == queue_subject {
-                        backoff = self.client.pause(backoff, deadline).await;
+                    if let Some(dead) = target.take() {
+                        gone = Some(dead);
                     }
                     subject = queue_subject.clone();
+                    backoff = self.client.pause(backoff, deadline).await;
                 }
                 Err(Refused { error, .. }) => return Err(error),
                 Ok(result) => return Ok(result),
@@ -294,7 +306,7 @@ where
 /// The first pause between retries during a failover; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 /// The longest pause between retries during a failover.
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A failed attempt, with the leader a refusing standby named.
 struct Refused {
