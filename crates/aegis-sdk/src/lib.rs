@@ -45,7 +45,8 @@ pub use application::events::{
     DeliveryMode, EventContext, EventPublisher, EventSubscription, StartPolicy,
 };
 pub use application::{
-    Call, Client, CommandContext, CommandHandle, HandlerError, RpcContext, Service, ServiceBuilder,
+    Call, Client, CommandContext, CommandHandle, FailoverPolicy, HandlerError, Leadership,
+    LeadershipEvent, LeadershipStatus, LossReason, RpcContext, Service, ServiceBuilder,
     ServiceState,
 };
 pub use domain::command_status::{CommandState, CommandStatus, Progress};

@@ -4,16 +4,17 @@ use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::adapters::nats::{ConnectOptions, NatsTransport};
+use crate::domain::election::LEADER_HEADER;
 use crate::domain::envelope::{self, RpcRequestRef};
 use crate::domain::hot;
 use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::ports::{ConnectionEvent, ConnectionState, Headers, Transport};
 
 /// A handle to the messaging system: makes calls, and is what services run on.
@@ -226,41 +227,167 @@ where
         if timeout.is_zero() {
             return Err(Error::invalid_argument("call timeout must be > 0"));
         }
-        let subject = match self.instance {
+        let pinned = self.instance.is_some();
+        let queue_subject = subjects::rpc(&service, &method);
+        let mut subject = match self.instance {
             Some(instance) => {
                 subjects::rpc_instance(&service, &method, &InstanceId::new(instance)?)
             }
-            None => subjects::rpc(&service, &method),
+            None => queue_subject.clone(),
         };
 
-        // Encode before the first await: the borrowed params need not be `Sync`.
+        // One request id for every attempt: they are one call.
         let message_id = envelope::new_id();
-        let payload = {
-            let trace_id = envelope::new_id();
-            let timestamp = envelope::now_timestamp();
-            let request = RpcRequestRef {
-                message_id: &message_id,
-                trace_id: &trace_id,
-                correlation_id: None,
-                timestamp: &timestamp,
-                source: self.client.inner.source.as_deref(),
-                target: Some(service.as_str()),
-                method: method.as_str(),
-                params: &self.params,
-                timeout: timeout.as_secs_f64(),
-            };
-            self.client.inner.encoding.encode(&request)?
-        };
+        let trace_id = envelope::new_id();
+        let deadline = Instant::now() + timeout;
+        let mut backoff = FIRST_BACKOFF;
+        let mut failing_over = false;
+        // The instance the current subject names, if not the queue group, and the last
+        // named leader that turned out not to be there.
+        let mut target: Option<String> = None;
+        let mut gone: Option<String> = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no active instance of {service} answered {method} within {timeout:?}"),
+                ));
+            }
+            // Encode before the await: the borrowed params need not be `Sync`.
+            let payload = self.client.encode_request(
+                &self.params,
+                &service,
+                &method,
+                &message_id,
+                &trace_id,
+                left,
+            )?;
+            let attempt = self
+                .client
+                .attempt::<R>(payload, &subject, &self.headers, &message_id, left)
+                .await;
 
+            // A single-active service refused (a standby answered) or the leader it named
+            // is gone: retry within the deadline. A named leader is tried at once on its
+            // own subject, unless it already proved gone (standbys keep naming a crashed
+            // leader until one of them takes over); otherwise back off and go through
+            // the queue group. Every round through the queue group pauses, so a caller
+            // never spins. Other errors are final; a refusal means the method did not
+            // run, so retrying is safe.
+            match attempt {
+                Err(Refused { error, leader })
+                    if !pinned && error.kind() == ErrorKind::NotActive =>
+                {
+                    failing_over = true;
+                    let hinted = leader
+                        .filter(|leader| Some(leader) != gone.as_ref())
+                        .and_then(|leader| InstanceId::new(leader).ok());
+                    match hinted {
+                        Some(leader) if target.is_none() => {
+                            subject = subjects::rpc_instance(&service, &method, &leader);
+                            target = Some(leader.as_str().to_owned());
+                        }
+                        _ => {
+                            subject = queue_subject.clone();
+                            target = None;
+                            backoff = self.client.pause(backoff, deadline).await;
+                        }
+                    }
+                    tracing::debug!(%service, %method, %error, "not active; retrying");
+                }
+                Err(Refused { error, .. })
+                    if failing_over && error.kind() == ErrorKind::NoResponders =>
+                {
+                    if let Some(dead) = target.take() {
+                        gone = Some(dead);
+                    }
+                    subject = queue_subject.clone();
+                    backoff = self.client.pause(backoff, deadline).await;
+                }
+                Err(Refused { error, .. }) => return Err(error),
+                Ok(result) => return Ok(result),
+            }
+        }
+    }
+}
+
+/// The first pause between retries during a failover; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+/// The longest pause between retries during a failover.
+const MAX_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A failed attempt, with the leader a refusing standby named.
+struct Refused {
+    error: Error,
+    leader: Option<String>,
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        Refused {
+            error,
+            leader: None,
+        }
+    }
+}
+
+impl Client {
+    /// Sleeps `backoff` (not past `deadline`); returns the next backoff.
+    async fn pause(&self, backoff: Duration, deadline: Instant) -> Duration {
+        tokio::time::sleep_until(deadline.min(Instant::now() + backoff).into()).await;
+        (backoff * 2).min(MAX_BACKOFF)
+    }
+
+    /// The request envelope of one attempt, with what is left of the deadline.
+    fn encode_request<P: Serialize>(
+        &self,
+        params: &P,
+        service: &ServiceName,
+        method: &MethodName,
+        message_id: &str,
+        trace_id: &str,
+        left: Duration,
+    ) -> Result<Vec<u8>> {
+        let timestamp = envelope::now_timestamp();
+        let request = RpcRequestRef {
+            message_id,
+            trace_id,
+            correlation_id: None,
+            timestamp: &timestamp,
+            source: self.inner.source.as_deref(),
+            target: Some(service.as_str()),
+            method: method.as_str(),
+            params,
+            timeout: left.as_secs_f64(),
+        };
+        self.inner.encoding.encode(&request)
+    }
+
+    /// One request and its decoded reply.
+    async fn attempt<R: DeserializeOwned>(
+        &self,
+        payload: Vec<u8>,
+        subject: &str,
+        headers: &Headers,
+        message_id: &str,
+        left: Duration,
+    ) -> std::result::Result<R, Refused> {
         tracing::trace!(%subject, %message_id, "rpc call");
         let reply = self
-            .client
             .inner
             .transport
-            .request(subject, self.headers, payload.into(), timeout)
+            .request(subject.to_owned(), headers.clone(), payload.into(), left)
             .await?;
 
-        hot::decode_response(&reply.payload, &message_id)
+        hot::decode_response(&reply.payload, message_id).map_err(|error| Refused {
+            // A refusing standby names the leader it knows of, if any.
+            leader: match error.kind() {
+                ErrorKind::NotActive => reply.headers.get(LEADER_HEADER).map(str::to_owned),
+                _ => None,
+            },
+            error,
+        })
     }
 }
 

@@ -30,6 +30,7 @@ pub struct RpcContext {
     pub(crate) source: Option<String>,
     pub(crate) deadline: Instant,
     pub(crate) headers: Headers,
+    pub(crate) fencing_token: Option<u64>,
 }
 
 impl fmt::Debug for RpcContext {
@@ -89,6 +90,13 @@ impl RpcContext {
     /// The request's headers.
     pub fn headers(&self) -> &Headers {
         &self.headers
+    }
+
+    /// For exclusive methods of a single-active service: the fencing token of the
+    /// leader's term, a number that grows with every term. Attach it to side effects so
+    /// that stores can refuse writes of a deposed leader. `None` for other methods.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fencing_token
     }
 
     /// A client on the service's connection, naming this instance as `source`, for

@@ -21,6 +21,7 @@ pub(crate) struct Dispatcher {
     pub(crate) handlers: HashMap<Arc<str>, Arc<dyn RpcHandler>>,
     pub(crate) encoding: Encoding,
     pub(crate) permits: Arc<Semaphore>,
+    pub(crate) exclusive: Option<Arc<super::election::ExclusiveGate>>,
 }
 
 /// Where the method name is found in the subjects a loop listens on.
@@ -116,6 +117,7 @@ impl Dispatcher {
             .as_ref()
             .and_then(|name| self.handlers.get(name).map(|h| (name.clone(), h.clone())));
 
+        let mut reply_headers = Headers::new();
         let outgoing: Outgoing = match handler {
             None => failure_reply(
                 self.encoding,
@@ -127,6 +129,27 @@ impl Dispatcher {
                 ),
             ),
             Some((name, handler)) => {
+                // Exclusive methods run on the leader only; the check is made against
+                // the clock right before the handler starts. The admission is held until
+                // the handler is done: a stopping leader hands over only after that.
+                let (fencing_token, _admission) = match self
+                    .exclusive
+                    .as_ref()
+                    .map(|gate| gate.admit(&name, &self.instance))
+                {
+                    None | Some(Ok(None)) => (None, None),
+                    Some(Ok(Some((token, admission)))) => (Some(token), Some(admission)),
+                    Some(Err(refusal)) => {
+                        if let Some(leader) = refusal.leader {
+                            reply_headers.insert(crate::domain::election::LEADER_HEADER, leader);
+                        }
+                        let ids = crate::domain::envelope::peek_ids(&message.payload)
+                            .unwrap_or((None, None));
+                        let reply = failure_reply(self.encoding, ids.0, ids.1, refusal.error);
+                        self.send_reply(reply_to, reply_headers, reply).await;
+                        return;
+                    }
+                };
                 let context = RpcContext {
                     instance: self.instance.clone(),
                     client: self.client.clone(),
@@ -136,6 +159,7 @@ impl Dispatcher {
                     source: None,
                     deadline: Instant::now(),
                     headers: message.headers,
+                    fencing_token,
                 };
                 let incoming = Incoming {
                     payload: message.payload,
@@ -148,9 +172,13 @@ impl Dispatcher {
             tracing::debug!(service = %self.instance.service, method = ?method, "rpc failed");
         }
 
+        self.send_reply(reply_to, reply_headers, outgoing).await;
+    }
+
+    async fn send_reply(&self, reply_to: String, headers: Headers, outgoing: Outgoing) {
         let transport = self.client.transport();
         let sent = transport
-            .publish(reply_to.clone(), Headers::new(), outgoing.payload.into())
+            .publish(reply_to.clone(), headers, outgoing.payload.into())
             .await;
         match sent {
             Ok(()) => {}

@@ -16,6 +16,7 @@ use super::client::Client;
 use super::component::{Component, ComponentContext, RunningComponent};
 use super::context::{HandlerError, InstanceInfo, RpcContext};
 use super::dispatch::{Dispatcher, MethodFrom};
+use super::election::{ElectionSetup, ExclusiveGate, Leadership};
 use super::handler::{RpcHandler, TypedHandler};
 use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
 use crate::error::{Error, ErrorKind, Result};
@@ -55,6 +56,7 @@ pub struct ServiceBuilder {
     on_start: Vec<Hook>,
     on_stop: Vec<Hook>,
     errors: Vec<Error>,
+    pub(crate) election: Option<ElectionSetup>,
 }
 
 impl ServiceBuilder {
@@ -189,6 +191,14 @@ impl ServiceBuilder {
                 )));
             }
         }
+        let exclusive = match self.election {
+            Some(setup) => {
+                let (component, gate) = setup.finish()?;
+                self.components.push(component);
+                Some(Arc::new(gate))
+            }
+            None => None,
+        };
         let (state, _) = watch::channel(ServiceState::Initializing);
         Ok(Service {
             inner: Arc::new(ServiceInner {
@@ -202,6 +212,7 @@ impl ServiceBuilder {
                 drain_timeout: self.drain_timeout,
                 handlers,
                 components: self.components,
+                exclusive,
                 on_start: self.on_start,
                 on_stop: self.on_stop,
                 state,
@@ -228,6 +239,7 @@ struct ServiceInner {
     drain_timeout: Duration,
     handlers: HashMap<Arc<str>, Arc<dyn RpcHandler>>,
     components: Vec<Arc<dyn Component>>,
+    exclusive: Option<Arc<ExclusiveGate>>,
     on_start: Vec<Hook>,
     on_stop: Vec<Hook>,
     state: watch::Sender<ServiceState>,
@@ -266,6 +278,7 @@ impl Service {
             on_start: Vec::new(),
             on_stop: Vec::new(),
             errors: Vec::new(),
+            election: None,
         }
     }
 
@@ -289,6 +302,12 @@ impl Service {
         let mut methods: Vec<&str> = self.inner.handlers.keys().map(|m| &**m).collect();
         methods.sort_unstable();
         methods
+    }
+
+    /// The instance's leadership of its single-active group, if the service runs in
+    /// single-active mode: its role, fencing token and leadership events.
+    pub fn leadership(&self) -> Option<&Leadership> {
+        self.inner.exclusive.as_ref().map(|gate| &gate.leadership)
     }
 
     /// The current state.
@@ -343,6 +362,7 @@ impl Service {
             handlers: self.inner.handlers.clone(),
             encoding: self.inner.encoding,
             permits: Arc::new(Semaphore::new(self.inner.max_concurrency)),
+            exclusive: self.inner.exclusive.clone(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut loops = Vec::new();

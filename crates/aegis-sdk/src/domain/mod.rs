@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod command_status;
+pub mod election;
 pub mod envelope;
 pub mod error_code;
 pub mod event_pattern;

@@ -7,10 +7,12 @@
 //! tested against those words.
 
 pub mod commands;
+pub mod election;
 pub mod events;
 pub mod kv;
 pub mod transport;
 
+pub use election::{LeaseEntry, LeaseEvent, LeaseStore};
 pub use transport::{
     ConnectionEvent, ConnectionState, Headers, InboundMessage, Subscription, Transport,
 };

@@ -5,6 +5,7 @@
 
 mod command_queue;
 mod command_store;
+pub mod election;
 pub mod events;
 mod headers;
 mod jetstream;
@@ -16,6 +17,7 @@ pub mod transport;
 
 pub use command_queue::NatsCommandQueue;
 pub use command_store::NatsCommandStore;
+pub use election::NatsLeaseStore;
 pub use events::NatsEventBus;
 pub use kv::NatsKvStore;
 pub use options::{ConnectOptions, ReconnectPolicy};

@@ -1,0 +1,38 @@
+//! Single-active services: one leader per group, elected through NATS KV, with
+//! sub-second failover after a crash and no split brain.
+//!
+//! Enable it with [`ServiceBuilder::single_active`](crate::ServiceBuilder::single_active)
+//! and register methods only the leader may run with
+//! [`ServiceBuilder::exclusive_rpc`](crate::ServiceBuilder::exclusive_rpc). Every
+//! instance subscribes to exclusive methods in the ordinary queue group; a standby (or a
+//! leader whose lease is no longer fresh by its own clock) answers
+//! `NOT_ACTIVE: instance X is standby for group G` with a header naming the leader, and
+//! the SDK client retries there. Handlers read the term's fencing token from
+//! [`RpcContext::fencing_token`](crate::RpcContext::fencing_token).
+//!
+//! # How a term works
+//!
+//! A standby creates the leader key atomically when it is free (never written, deleted
+//! by a leader that stopped, or expired by the server, which every watcher hears at
+//! once through an expiry marker). The leader renews it with a revision-checked update
+//! every [`FailoverPolicy::renew_interval`], each write carrying a server TTL of
+//! [`FailoverPolicy::lease`]. Standbys watch the key and, if no renewal arrives within
+//! [`FailoverPolicy::takeover_delay`], take it over with a compare-and-set on the last
+//! revision they saw; the leader has stopped acting by then (see [`FailoverPolicy`]
+//! for the margin). The fencing token is the key's revision when the term began, so it
+//! grows with every term.
+//!
+//! Known limit: someone deleting the leader key by hand ends the term at once for the
+//! standbys, while the leader hears it only through its watch a moment later.
+
+mod component;
+mod elector;
+pub mod leadership;
+pub mod policy;
+#[cfg(test)]
+mod tests;
+
+pub use component::SingleActive;
+pub(crate) use component::{ElectionSetup, ExclusiveGate};
+pub use leadership::{Leadership, LeadershipEvent, LeadershipStatus, LossReason};
+pub use policy::FailoverPolicy;

@@ -1,0 +1,3 @@
+//! Helpers shared by the election tests and the failover benchmark.
+
+pub(crate) mod nodes;
