@@ -84,6 +84,9 @@ enum Command {
     Call(commands::call::Args),
     /// Run the demo: a local server, services, calls, and a report.
     Demo(commands::demo::Args),
+    /// One single-active node of the demo (started by `aegis demo`).
+    #[command(hide = true)]
+    DemoNode(commands::demo::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
             Command::Server(args) => commands::server::run(&cli.global, args).await,
             Command::Call(args) => commands::call::run(&cli.global, args).await,
             Command::Demo(args) => commands::demo::run(&cli.global, args).await,
+            Command::DemoNode(args) => commands::demo::node(&cli.global, args).await,
         }
     });
     match result {
