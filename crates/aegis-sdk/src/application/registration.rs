@@ -173,9 +173,13 @@ impl ServiceBuilder {
     }
 
     /// Adds `registration` (made with [`Registration::new`], whose handle you kept).
-    pub fn with_registration(self, registration: Registration) -> Self {
+    pub fn with_registration(mut self, registration: Registration) -> Self {
         match registration.options.check() {
-            Ok(()) => self.component(registration),
+            Ok(()) => {
+                // A single-active service records its role here too.
+                self.registration = Some(registration.handle());
+                self.component(registration)
+            }
             Err(error) => self.invalid(error),
         }
     }

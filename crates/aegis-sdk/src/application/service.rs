@@ -57,6 +57,7 @@ pub struct ServiceBuilder {
     on_stop: Vec<Hook>,
     errors: Vec<Error>,
     pub(crate) election: Option<ElectionSetup>,
+    pub(crate) registration: Option<super::registration::RegistrationHandle>,
 }
 
 impl ServiceBuilder {
@@ -195,6 +196,13 @@ impl ServiceBuilder {
             Some(setup) => {
                 let (component, gate) = setup.finish()?;
                 self.components.push(component);
+                if let Some(registration) = self.registration.take() {
+                    self.components
+                        .push(Arc::new(super::election::AnnounceLeadership {
+                            leadership: gate.leadership.clone(),
+                            registration,
+                        }));
+                }
                 Some(Arc::new(gate))
             }
             None => None,
@@ -279,6 +287,7 @@ impl Service {
             on_stop: Vec::new(),
             errors: Vec::new(),
             election: None,
+            registration: None,
         }
     }
 

@@ -25,6 +25,7 @@
 //! Known limit: someone deleting the leader key by hand ends the term at once for the
 //! standbys, while the leader hears it only through its watch a moment later.
 
+mod announce;
 mod component;
 mod elector;
 pub mod leadership;
@@ -32,6 +33,7 @@ pub mod policy;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use announce::AnnounceLeadership;
 pub use component::SingleActive;
 pub(crate) use component::{ElectionSetup, ExclusiveGate};
 pub use leadership::{Leadership, LeadershipEvent, LeadershipStatus, LossReason};
