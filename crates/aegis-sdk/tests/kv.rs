@@ -520,3 +520,20 @@ async fn listing_more_keys_than_one_batched_get_returns_them_all() {
     assert!(!keys.contains(&"k.0007".to_owned()));
     assert_eq!(kv.store().entries("").await.unwrap().len(), 1999);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_buckets_max_size_is_payload_too_large() {
+    let server = NatsServer::start();
+    let client = aegis_sdk::Client::connect(&aegis_sdk::ConnectOptions::new(server.url()))
+        .await
+        .unwrap();
+    let kv = aegis_sdk::application::kv::Kv::open(
+        &client,
+        aegis_sdk::ports::kv::BucketConfig::new("small-values").max_value_size(100),
+    )
+    .await
+    .unwrap();
+    let err = kv.put("big", &"x".repeat(500)).await.unwrap_err();
+    assert_eq!(err.kind(), aegis_sdk::ErrorKind::PayloadTooLarge, "{err}");
+    assert!(kv.put("small", &"x".repeat(10)).await.is_ok());
+}

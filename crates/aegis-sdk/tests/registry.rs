@@ -507,6 +507,18 @@ async fn round_robin_spreads_300_calls_evenly_and_queue_group_calls_still_work()
             .kind(),
         ErrorKind::NoResponders
     );
+    // A name that could never be registered is the caller's mistake.
+    for (service, method) in [("bad name", "echo"), (SERVICE, "bad-method")] {
+        let err = router
+            .call::<_, Value>(service, method, json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::InvalidName,
+            "{service} {method}: {err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -191,7 +191,8 @@ impl Kv {
         self.store.create(key, self.encode_value(value)?, ttl).await
     }
 
-    /// Writes `value` only if the key is still at `revision`.
+    /// Writes `value` only if the key is still at `revision`. Revision 0 means "the key
+    /// has never been written" (as in NATS KV), so it creates a key that does not exist.
     ///
     /// # Errors
     /// [`ErrorKind::RevisionMismatch`](crate::ErrorKind::RevisionMismatch) when it is not.

@@ -120,6 +120,10 @@ impl Router {
         P: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
+        // A bad name is the caller's mistake, not a missing instance.
+        crate::domain::ServiceName::new(service)?;
+        crate::domain::MethodName::new(method)?;
+
         // Encode once: the params move into the first call, later attempts reuse the
         // value.
         let params = serde_json::to_value(params)

@@ -266,7 +266,8 @@ pub trait KvStore: Send + Sync + 'static {
     async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<u64>;
 
     /// Writes `value` only if the key's latest revision is `expected_revision`, as one
-    /// atomic compare-and-set. Returns the new revision.
+    /// atomic compare-and-set. Returns the new revision. An `expected_revision` of 0
+    /// matches a key that was never written.
     ///
     /// # Errors
     /// [`ErrorKind::RevisionMismatch`](crate::ErrorKind::RevisionMismatch) otherwise.

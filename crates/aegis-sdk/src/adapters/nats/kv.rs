@@ -189,6 +189,12 @@ impl NatsKvStore {
             PublishErrorKind::TimedOut => ErrorKind::Timeout,
             PublishErrorKind::BrokenPipe => ErrorKind::Connection,
             PublishErrorKind::MaxPayloadExceeded => ErrorKind::PayloadTooLarge,
+            // The bucket's own max value size, enforced by the server.
+            _ if server_error_code(&error)
+                == Some(async_nats::jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM) =>
+            {
+                ErrorKind::PayloadTooLarge
+            }
             _ => self.failure_kind(),
         };
         Error::new(kind, format!("write of key {key} failed: {error}")).with_source(error)
@@ -443,4 +449,16 @@ impl KvStore for NatsKvStore {
         }
         kv_watch::watch(self.clone(), target, start).await
     }
+}
+
+/// The JetStream error code behind a failed publish, if the server sent one.
+fn server_error_code(error: &PublishError) -> Option<async_nats::jetstream::ErrorCode> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(server) = cause.downcast_ref::<async_nats::jetstream::Error>() {
+            return Some(server.error_code());
+        }
+        source = cause.source();
+    }
+    None
 }
