@@ -74,7 +74,8 @@ pub(crate) fn invalid_request_reply(
     )
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
+/// The text a panic carried, for failure replies and logs.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()

@@ -36,7 +36,7 @@ impl Client {
     ///     .timeout(Duration::from_secs(60))
     ///     .await?;
     /// while let Some(progress) = handle.next_progress().await {
-    ///     println!("{:.0}% {}", progress.percent, progress.message);
+    ///     tracing::info!(percent = progress.percent, message = %progress.message, "progress");
     /// }
     /// let summary: Value = handle.result().await?;
     /// # Ok(()) }

@@ -1,6 +1,5 @@
 //! Event handlers: the context they get, and typed handlers behind one object-safe trait.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -14,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::application::client::Client;
 use crate::application::context::{HandlerError, InstanceInfo};
+use crate::application::handler::panic_message;
 use crate::domain::{Event, InstanceId, ServiceName};
 use crate::ports::Headers;
 
@@ -141,12 +141,4 @@ where
         }
         .boxed()
     }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("unknown panic")
 }
