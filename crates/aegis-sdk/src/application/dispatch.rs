@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::client::Client;
 use super::context::{InstanceInfo, RpcContext};
+use super::election::{replayed, Claim, Recorded};
 use super::handler::{failure_reply, Incoming, Outgoing, RpcHandler};
 use crate::domain::{error_code, Encoding};
 use crate::ports::{Headers, InboundMessage, Subscription};
@@ -146,10 +148,39 @@ impl Dispatcher {
                         let ids = crate::domain::envelope::peek_ids(&message.payload)
                             .unwrap_or((None, None));
                         let reply = failure_reply(self.encoding, ids.0, ids.1, refusal.error);
-                        self.send_reply(reply_to, reply_headers, reply).await;
+                        self.send_reply(reply_to, reply_headers, reply.payload.into())
+                            .await;
                         return;
                     }
                 };
+                // The leader names itself on its replies, so that callers know the
+                // method is exclusive and may retry it safely; a retry of a call run
+                // here gets that run's reply rather than a second run.
+                let mut run = None;
+                if let (Some(gate), Some(_)) = (&self.exclusive, fencing_token) {
+                    reply_headers.insert(
+                        crate::domain::election::LEADER_HEADER,
+                        self.instance.instance_id.as_str(),
+                    );
+                    let id =
+                        crate::domain::envelope::peek_ids(&message.payload).and_then(|ids| ids.0);
+                    match id.map(|id| gate.replay.claim(&id)) {
+                        Some(Claim::Replay(slot)) => {
+                            drop(_admission);
+                            if let Some(recorded) = replayed(slot).await {
+                                self.send_reply(
+                                    reply_to,
+                                    recorded.headers.clone(),
+                                    recorded.payload.clone(),
+                                )
+                                .await;
+                            }
+                            return;
+                        }
+                        Some(Claim::Run(claimed)) => run = Some(claimed),
+                        None => {}
+                    }
+                }
                 let context = RpcContext {
                     instance: self.instance.clone(),
                     client: self.client.clone(),
@@ -165,21 +196,30 @@ impl Dispatcher {
                     payload: message.payload,
                     context,
                 };
-                handler.call(incoming, self.encoding).await
+                let outgoing = handler.call(incoming, self.encoding).await;
+                if let Some(run) = run {
+                    let payload = Bytes::from(outgoing.payload);
+                    run.finish(Recorded {
+                        headers: reply_headers.clone(),
+                        payload: payload.clone(),
+                    });
+                    self.send_reply(reply_to, reply_headers, payload).await;
+                    return;
+                }
+                outgoing
             }
         };
         if outgoing.failed {
             tracing::debug!(service = %self.instance.service, method = ?method, "rpc failed");
         }
 
-        self.send_reply(reply_to, reply_headers, outgoing).await;
+        self.send_reply(reply_to, reply_headers, outgoing.payload.into())
+            .await;
     }
 
-    async fn send_reply(&self, reply_to: String, headers: Headers, outgoing: Outgoing) {
+    async fn send_reply(&self, reply_to: String, headers: Headers, payload: Bytes) {
         let transport = self.client.transport();
-        let sent = transport
-            .publish(reply_to.clone(), headers, outgoing.payload.into())
-            .await;
+        let sent = transport.publish(reply_to.clone(), headers, payload).await;
         match sent {
             Ok(()) => {}
             // The caller would otherwise wait out its timeout for a reply that never comes.
