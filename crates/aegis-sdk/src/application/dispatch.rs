@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -48,6 +49,13 @@ impl Dispatcher {
         drain_timeout: Duration,
     ) {
         let mut running = JoinSet::new();
+        // On a current-thread runtime every task runs on this thread anyway: a request
+        // whose handler finishes without waiting (most do) is answered right here, and
+        // only one that has to wait becomes a task of its own. That saves a task spawn
+        // per call. On a multi-thread runtime each request is a task, so that
+        // handlers run in parallel.
+        let inline_first_poll =
+            tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
 
         'serve: loop {
             let message = loop {
@@ -63,16 +71,25 @@ impl Dispatcher {
             // At the concurrency limit, wait here: later requests stay in the
             // subscription's buffer instead of piling up as parked tasks. A stop while
             // waiting still answers this request, in the drain below.
-            let permit = tokio::select! {
-                permit = self.permits.clone().acquire_owned() => permit.ok(),
-                _ = stop.wait_for(|stopped| *stopped) => None,
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => tokio::select! {
+                    permit = self.permits.clone().acquire_owned() => permit.ok(),
+                    _ = stop.wait_for(|stopped| *stopped) => None,
+                },
             };
             let this = self.clone();
             let method = fixed_method.clone();
-            running.spawn(async move {
+            let mut request = Box::pin(async move {
                 this.handle(message, method, method_from).await;
                 drop(permit);
             });
+            // Polled once here with a no-op waker; a request still pending is polled
+            // again (and registers its real waker) as soon as its task starts.
+            if inline_first_poll && request.as_mut().now_or_never().is_some() {
+                continue;
+            }
+            running.spawn(request);
         }
 
         // Draining: no new requests reach us; those already delivered still get answers.
