@@ -14,6 +14,9 @@ use super::codec;
 use super::envelope::{self, RpcRequest};
 use crate::error::{Error, Result};
 
+mod walk;
+use walk::{Scalar, Walk};
+
 /// A request as a service reads it.
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "'de: 'a, P: DeserializeOwned"))]
@@ -52,6 +55,9 @@ pub(crate) struct IncomingRequest<P> {
 /// # Errors
 /// As [`RpcRequest::decode`].
 pub(crate) fn decode_request<P: DeserializeOwned>(bytes: &[u8]) -> Result<IncomingRequest<P>> {
+    if let Some(request) = walk_request(bytes) {
+        return Ok(request);
+    }
     let view: RequestView<'_, P> = match codec::decode_borrowed(bytes) {
         Ok(view) => view,
         // The slow path names the field that was wrong.
@@ -143,6 +149,9 @@ struct ResponseView<'a, R> {
 /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) for a reply that is no response, or
 /// correlates to another request; [`Error::remote`] for a failure reply.
 pub(crate) fn decode_response<R: DeserializeOwned>(bytes: &[u8], request_id: &str) -> Result<R> {
+    if let Some(result) = walk_response(bytes, request_id) {
+        return Ok(result);
+    }
     let view: ResponseView<'_, R> = match codec::decode_borrowed(bytes) {
         Ok(view) => view,
         Err(_) => {
@@ -178,6 +187,117 @@ pub(crate) fn decode_response<R: DeserializeOwned>(bytes: &[u8], request_id: &st
                 .map_err(|e| Error::decode(format!("reply has no result: {e}"))),
         },
     }
+}
+
+/// A well-formed MessagePack request, read without serde's generic path; `None` for
+/// anything else (JSON, a missing or mistyped field, an invalid timeout, params that are
+/// not a `P`), which [`decode_request`] then decodes the general way.
+fn walk_request<P: DeserializeOwned>(bytes: &[u8]) -> Option<IncomingRequest<P>> {
+    if codec::Encoding::sniff(bytes)? != codec::Encoding::MessagePack {
+        return None;
+    }
+    let mut walk = Walk::new(bytes);
+    let (mut message_id, mut trace_id, mut source) = (None, None, None);
+    let (mut method, mut params, mut timeout) = (None, None, None);
+    let mut seen = 0u16;
+    for _ in 0..walk.map_len()? {
+        let key = walk.key()?;
+        let (value, slice) = walk.value()?;
+        let bit = match key {
+            b"message_id" => 1,
+            b"trace_id" => 2,
+            b"correlation_id" => 4,
+            b"timestamp" => 8,
+            b"source" => 16,
+            b"target" => 32,
+            b"method" => 64,
+            b"params" => 128,
+            b"timeout" => 256,
+            _ => 0,
+        };
+        // A repeated field is an error, worded by serde.
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        match (bit, value) {
+            (0, _) => {}
+            (1 | 2 | 4 | 8 | 16 | 32, Scalar::Nil) => {}
+            (1, Scalar::Str(s)) => message_id = Some(s),
+            (2, Scalar::Str(s)) => trace_id = Some(s),
+            (16, Scalar::Str(s)) => source = Some(s),
+            (4 | 8 | 32, Scalar::Str(_)) => {}
+            (64, Scalar::Str(s)) if !s.is_empty() => method = Some(s),
+            // A nil `params` means the default: serde's path.
+            (128, value) if !matches!(value, Scalar::Nil) => params = Some(slice),
+            (256, Scalar::Number(n)) => timeout = Some(n),
+            _ => return None,
+        }
+    }
+    if !walk.is_done() {
+        return None;
+    }
+    method?;
+    let timeout = timeout.unwrap_or(RpcRequest::<P>::DEFAULT_TIMEOUT_SECS);
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return None;
+    }
+    let params: P = rmp_serde::from_slice(params?).ok()?;
+    Some(IncomingRequest {
+        message_id: message_id.map_or_else(envelope::new_id, str::to_owned),
+        trace_id: trace_id.map_or_else(envelope::new_id, str::to_owned),
+        source: source.map(str::to_owned),
+        params,
+        timeout,
+    })
+}
+
+/// The result of a well-formed MessagePack success reply to `request_id`, read without
+/// serde's generic path; `None` for anything else (JSON, a failure, another request's
+/// reply, a mistyped field, a result that is not an `R`), which [`decode_response`]
+/// then decodes the general way.
+fn walk_response<R: DeserializeOwned>(bytes: &[u8], request_id: &str) -> Option<R> {
+    if codec::Encoding::sniff(bytes)? != codec::Encoding::MessagePack {
+        return None;
+    }
+    let mut walk = Walk::new(bytes);
+    let (mut success, mut result) = (None, None);
+    let mut seen = 0u16;
+    for _ in 0..walk.map_len()? {
+        let key = walk.key()?;
+        let (value, slice) = walk.value()?;
+        let bit = match key {
+            b"message_id" => 1,
+            b"trace_id" => 2,
+            b"correlation_id" => 4,
+            b"timestamp" => 8,
+            b"source" => 16,
+            b"target" => 32,
+            b"success" => 64,
+            b"result" => 128,
+            b"error" => 256,
+            _ => 0,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        match (bit, value) {
+            (0, _) => {}
+            (1 | 2 | 4 | 8 | 16 | 32 | 256, Scalar::Nil) => {}
+            (4, Scalar::Str(correlation)) if correlation == request_id => {}
+            (1 | 2 | 8 | 16 | 32 | 256, Scalar::Str(_)) => {}
+            (64, Scalar::Bool(true)) => success = Some(()),
+            // A nil result (a unit, or `None`): serde's path.
+            (128, value) if !matches!(value, Scalar::Nil) => result = Some(slice),
+            _ => return None,
+        }
+    }
+    if !walk.is_done() {
+        return None;
+    }
+    success?;
+    rmp_serde::from_slice(result?).ok()
 }
 
 #[cfg(test)]
@@ -244,5 +364,127 @@ mod tests {
         let bytes = Encoding::Json.encode(&failure).unwrap();
         let err = decode_response::<Value>(&bytes, "r").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotActive);
+    }
+
+    /// The serde path alone, as it was before the walk.
+    fn serde_request(bytes: &[u8]) -> Result<IncomingRequest<Value>> {
+        RpcRequest::<Value>::decode(bytes).map(IncomingRequest::from)
+    }
+
+    #[test]
+    fn walked_requests_agree_with_serde() {
+        let own = {
+            let mut r = RpcRequest::new("echo", json!({"message": "hi", "n": [1, 2.5, null]}));
+            r.source = Some("caller-1".into());
+            r.target = Some("svc".into());
+            Encoding::MessagePack.encode(&r).unwrap()
+        };
+        let python_like = Encoding::MessagePack
+            .encode(&json!({
+                "timeout": 3, "params": {"a": {"b": "c"}}, "method": "m", "extra": [1, {"x": 2}],
+                "message_id": "id-1", "trace_id": null, "source": null, "timestamp": "t",
+            }))
+            .unwrap();
+        // Taken by the walk: the SDK's own requests and a Python-shaped one.
+        for bytes in [&own, &python_like] {
+            let walked = walk_request::<Value>(bytes).expect("walked");
+            let slow = serde_request(bytes).unwrap();
+            assert_eq!(walked.message_id, slow.message_id);
+            assert_eq!(walked.source, slow.source);
+            assert_eq!(walked.params, slow.params);
+            assert_eq!(walked.timeout, slow.timeout);
+            if slow.trace_id.len() == 36 && bytes == &own {
+                assert_eq!(walked.trace_id, slow.trace_id);
+            }
+        }
+        // Left to serde (and its errors): JSON, odd types, duplicates, bad timeouts.
+        for value in [
+            json!({"method": "m", "timeout": "5"}),
+            json!({"method": "m", "timeout": 0}),
+            json!({"method": "", "params": {}}),
+            json!({"params": {}}),
+            json!({"method": 5}),
+            json!({"method": "m", "params": null}),
+            json!({"method": "m", "message_id": 7}),
+        ] {
+            let bytes = Encoding::MessagePack.encode(&value).unwrap();
+            assert!(walk_request::<Value>(&bytes).is_none(), "{value}");
+            let walked_or_not = decode_request::<Value>(&bytes).map(|r| r.params);
+            assert_eq!(
+                walked_or_not.map_err(|e| e.kind()),
+                serde_request(&bytes)
+                    .map(|r| r.params)
+                    .map_err(|e| e.kind()),
+                "{value}"
+            );
+        }
+        let json_bytes = Encoding::Json
+            .encode(&json!({"method": "m", "params": {}}))
+            .unwrap();
+        assert!(walk_request::<Value>(&json_bytes).is_none());
+        // Params that are not the handler's type: serde words the error.
+        #[derive(Debug, serde::Deserialize)]
+        struct Typed {
+            #[allow(dead_code)]
+            count: u32,
+        }
+        let bytes = Encoding::MessagePack
+            .encode(&json!({"method": "m", "params": {"count": "x"}}))
+            .unwrap();
+        assert!(walk_request::<Typed>(&bytes).is_none());
+        assert!(decode_request::<Typed>(&bytes).is_err());
+        // Duplicated keys, which the encoder never makes: a hand-made map.
+        let duplicated = [
+            &[0x82u8][..],
+            &[0xa6],
+            b"method",
+            &[0xa1, b'a'],
+            &[0xa6],
+            b"method",
+            &[0xa1, b'b'],
+        ]
+        .concat();
+        assert!(walk_request::<Value>(&duplicated).is_none());
+    }
+
+    #[test]
+    fn walked_responses_agree_with_serde() {
+        for result in [
+            json!({"a": 1}),
+            json!("text"),
+            json!(42),
+            json!([1, "x"]),
+            json!(true),
+        ] {
+            let owned = RpcResponse::ok(Some("req-1".into()), Some("t".into()), result.clone());
+            let bytes = Encoding::MessagePack.encode(&owned).unwrap();
+            assert_eq!(
+                walk_response::<Value>(&bytes, "req-1"),
+                Some(result.clone())
+            );
+            assert!(walk_response::<Value>(&bytes, "other").is_none());
+            assert_eq!(decode_response::<Value>(&bytes, "req-1").unwrap(), result);
+            assert_eq!(
+                decode_response::<Value>(&bytes, "other")
+                    .unwrap_err()
+                    .kind(),
+                ErrorKind::Decode
+            );
+        }
+        let failure: RpcResponse<()> = RpcResponse::failure(Some("r".into()), None, "TIMEOUT: x");
+        let bytes = Encoding::MessagePack.encode(&failure).unwrap();
+        assert!(walk_response::<Value>(&bytes, "r").is_none());
+        assert_eq!(
+            decode_response::<Value>(&bytes, "r").unwrap_err().kind(),
+            ErrorKind::Timeout
+        );
+        // A nil result and a missing `success` go to serde.
+        let nil = Encoding::MessagePack
+            .encode(&json!({"success": true, "result": null}))
+            .unwrap();
+        assert!(walk_response::<Option<u8>>(&nil, "r").is_none());
+        assert_eq!(decode_response::<Option<u8>>(&nil, "r").unwrap(), None);
+        let missing = Encoding::MessagePack.encode(&json!({"result": 1})).unwrap();
+        assert!(decode_response::<Value>(&missing, "r").is_err());
     }
 }
