@@ -125,7 +125,8 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(error),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // async-nats reports failures we already report, in one line of our own.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,async_nats=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,0 +1,160 @@
+//! Errors a user can cause: one line on stderr, exit 1 (failure) or 2 (usage), fast.
+
+use std::time::Duration;
+
+use aegis_test_support::NatsServer;
+
+use crate::support::{run, run_plain};
+
+const SUBCOMMANDS: [&str; 12] = [
+    "server",
+    "call",
+    "services",
+    "publish",
+    "subscribe",
+    "command",
+    "kv",
+    "leader",
+    "bench",
+    "demo",
+    "command send",
+    "kv watch",
+];
+
+#[test]
+fn every_subcommand_has_help_with_the_connection_options() {
+    for subcommand in SUBCOMMANDS {
+        let mut args: Vec<&str> = subcommand.split(' ').collect();
+        args.push("--help");
+        let help = run_plain(&args).ok().stdout;
+        assert!(help.contains("Usage: aegis"), "{subcommand}: {help}");
+        for option in [
+            "--server",
+            "--json",
+            "--user",
+            "--password",
+            "--token",
+            "--creds",
+            "--nkey",
+        ] {
+            assert!(
+                help.contains(option),
+                "{subcommand} --help lacks {option}: {help}"
+            );
+        }
+    }
+    let top = run_plain(&["--help"]).ok().stdout;
+    for subcommand in [
+        "services",
+        "publish",
+        "subscribe",
+        "command",
+        "kv",
+        "leader",
+        "bench",
+    ] {
+        assert!(top.contains(subcommand), "{top}");
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line_and_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["call"],
+        &["call", "svc"],
+        &["kv", "get", "bucket"],
+        &["services", "--interval", "soon"],
+        &["--no-such-flag", "services"],
+    ] {
+        let failed = run_plain(args);
+        assert!(
+            failed.error(2).contains("see --help"),
+            "{args:?}: {failed:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_server_fails_fast_with_one_line() {
+    let url = format!("nats://127.0.0.1:{}", aegis_test_support::free_port());
+    for args in [
+        &["services"][..],
+        &["publish", "order.created", "{}"],
+        &["subscribe", "order.*"],
+        &["command", "status", "abc"],
+        &["kv", "get", "b", "k"],
+        &["leader", "ledger"],
+        &["call", "svc", "ping"],
+    ] {
+        let failed = run(&url, args);
+        assert!(
+            failed.error(1).contains("connection"),
+            "{args:?}: {failed:?}"
+        );
+        assert!(
+            failed.elapsed < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            failed.elapsed
+        );
+    }
+}
+
+#[test]
+fn credentials_reach_the_server() {
+    let server = NatsServer::builder()
+        .config_extra("authorization { users = [ { user: alice, password: wonderland } ] }")
+        .start();
+    let url = server.url();
+    run(
+        &url,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "wonderland",
+            "kv",
+            "put",
+            "b",
+            "k",
+            "v",
+        ],
+    )
+    .ok();
+    let denied = run(
+        &url,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "nope",
+            "kv",
+            "get",
+            "b",
+            "k",
+        ],
+    );
+    assert!(denied.error(1).contains("connection"), "{denied:?}");
+    run(&url, &["kv", "get", "b", "k"]).error(1);
+
+    let server = NatsServer::builder()
+        .config_extra("authorization { token: \"s3cret-token\" }")
+        .start();
+    let url = server.url();
+    assert_eq!(
+        run(
+            &url,
+            &["--token", "s3cret-token", "kv", "put", "b", "k", "v"]
+        )
+        .ok()
+        .stdout
+        .trim(),
+        "k revision 1"
+    );
+    let denied = run(&url, &["--token", "wrong", "kv", "get", "b", "k"]);
+    // Neither the right token nor the wrong one shows up in the message.
+    assert!(
+        !denied.error(1).contains("s3cret") && !denied.stderr.contains("wrong"),
+        "{denied:?}"
+    );
+}
