@@ -145,23 +145,15 @@ async fn send(global: &Global, args: SendArgs) -> CliResult {
     }
 
     // The bar only on a terminal, and never in JSON mode.
-    let bar = if global.json || !stdout_is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stdout());
-        if let Ok(style) = ProgressStyle::with_template("[{bar:30}] {pos:>3}% {msg}") {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message("queued");
-        bar
-    };
+    let bar = progress_bar(!global.json && stdout_is_terminal(), "    ");
+    bar.set_message("queued");
     // Ctrl-C stops the waiting, not the command.
     let finished = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
         status = async {
             while let Some(progress) = handle.next_progress().await {
-                bar.set_position(progress.percent.clamp(0.0, 100.0).round() as u64);
                 bar.set_message(progress.message);
+                bar.set_position(progress.percent.clamp(0.0, 100.0).round() as u64);
             }
             handle.wait().await
         } => Some(status),
@@ -228,6 +220,19 @@ async fn has_worker(client: &Client, service: &ServiceName, name: &MethodName) -
         }
         filters.is_empty() || filters.iter().any(|f| subject_covers(f, &subject))
     }))
+}
+
+/// A 0-100 bar drawn on stdout, indented by `indent`; hidden unless `visible`.
+pub(crate) fn progress_bar(visible: bool, indent: &str) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stdout());
+    let template = format!("{indent}[{{bar:30}}] {{pos:>3}}% {{msg}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
 
 fn state_name(state: CommandState) -> String {

@@ -16,7 +16,7 @@ async fn reports(url: &str) -> Service {
                 for step in 0..=4u32 {
                     ctx.progress(f64::from(step) * 25.0, format!("step {step}"))
                         .await?;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Ok::<_, HandlerError>(
                     json!({"rows": params["rows"], "priority": ctx.priority().as_str()}),
@@ -186,6 +186,34 @@ async fn command_cancel_stops_a_running_command() {
     let again = run(&url, &["command", "cancel", &id]).ok();
     assert!(again.stdout.contains("now cancelled"), "{again:?}");
     run(&url, &["command", "cancel", "no-such-command"]).error(1);
+
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_send_draws_a_progress_bar_on_a_terminal() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let worker = reports(&url).await;
+
+    // `script` gives the command a terminal of its own and copies what it draws.
+    let line = format!(
+        "{} --server {url} command send reports generate '{{\"rows\": 1}}'",
+        env!("CARGO_BIN_EXE_aegis")
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("NATS_URL")
+        .output()
+        .expect("script (util-linux) runs");
+    let drawn = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{drawn}");
+    assert!(
+        drawn.contains("%") && drawn.contains("step"),
+        "no bar drawn: {drawn:?}"
+    );
+    assert!(drawn.contains("\"rows\": 1"), "{drawn:?}");
 
     worker.stop().await.unwrap();
 }
