@@ -55,10 +55,20 @@ impl Global {
             .unwrap_or_else(|| aegis_sdk::adapters::nats::options::DEFAULT_URL.to_owned())
     }
 
-    fn connect_options(&self) -> aegis_sdk::ConnectOptions {
+    /// The connection options; fails fast (3 s to connect) rather than retry for long.
+    ///
+    /// # Errors
+    /// A usage error for a user without a password or the other way round.
+    fn connect_options(&self) -> output::CliResult<aegis_sdk::ConnectOptions> {
         let mut options = aegis_sdk::ConnectOptions::new(self.url()).name("aegis-cli");
-        if let (Some(user), Some(password)) = (&self.user, &self.password) {
-            options = options.user_and_password(user, password);
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => options = options.user_and_password(user, password),
+            (None, None) => {}
+            _ => {
+                return Err(output::CliError::usage(
+                    "--user and --password (NATS_USER, NATS_PASSWORD) go together",
+                ))
+            }
         }
         if let Some(token) = &self.token {
             options = options.token(token);
@@ -67,11 +77,11 @@ impl Global {
         options.nkey_seed = self.nkey.clone();
         options.connect_timeout = Some(std::time::Duration::from_secs(3));
         options.reconnect.max_attempts = Some(3);
-        options
+        Ok(options)
     }
 
-    async fn connect(&self) -> Result<aegis_sdk::Client, aegis_sdk::Error> {
-        aegis_sdk::Client::connect(&self.connect_options()).await
+    async fn connect(&self) -> output::CliResult<aegis_sdk::Client> {
+        Ok(aegis_sdk::Client::connect(&self.connect_options()?).await?)
     }
 }
 

@@ -136,6 +136,8 @@ fn credentials_reach_the_server() {
     );
     assert!(denied.error(1).contains("connection"), "{denied:?}");
     run(&url, &["kv", "get", "b", "k"]).error(1);
+    let half = run(&url, &["--user", "alice", "kv", "get", "b", "k"]);
+    assert!(half.error(2).contains("--password"), "{half:?}");
 
     let server = NatsServer::builder()
         .config_extra("authorization { token: \"s3cret-token\" }")
@@ -157,4 +159,28 @@ fn credentials_reach_the_server() {
         !denied.error(1).contains("s3cret") && !denied.stderr.contains("wrong"),
         "{denied:?}"
     );
+}
+
+#[test]
+fn an_nkey_seed_authenticates() {
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let server = NatsServer::builder()
+        .config_extra(&format!(
+            "authorization {{ users = [ {{ nkey: {} }} ] }}",
+            user.public_key()
+        ))
+        .start();
+    let url = server.url();
+    run(&url, &["--nkey", &seed, "kv", "put", "b", "k", "v"]).ok();
+    let from_env = crate::support::aegis()
+        .args(["--server", &url, "kv", "get", "b", "k"])
+        .env("NATS_NKEY_SEED", &seed)
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{from_env:?}");
+    assert_eq!(String::from_utf8_lossy(&from_env.stdout).trim(), "v");
+    let denied = run(&url, &["kv", "get", "b", "k"]);
+    assert!(denied.error(1).contains("connection"), "{denied:?}");
+    assert!(!denied.stderr.contains(&seed));
 }
