@@ -136,6 +136,23 @@ fn credentials_reach_the_server() {
     );
     assert!(denied.error(1).contains("connection"), "{denied:?}");
     run(&url, &["kv", "get", "b", "k"]).error(1);
+    // Both sides of a benchmark use them, the raw async-nats one included.
+    run(
+        &url,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "wonderland",
+            "bench",
+            "rpc",
+            "--count",
+            "5",
+            "--load",
+            "10",
+        ],
+    )
+    .ok();
     let half = run(&url, &["--user", "alice", "kv", "get", "b", "k"]);
     assert!(half.error(2).contains("--password"), "{half:?}");
 

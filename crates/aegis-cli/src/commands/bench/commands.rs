@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{compare, failed, Figures, Sizes};
-use crate::output::{CliError, CliResult};
+use super::{compare, failed, raw_connect, Figures, Sizes};
+use crate::output::CliResult;
 use crate::Global;
 
 /// The raw side's work-queue stream, removed when the run ends.
@@ -23,13 +23,7 @@ const REPLY_HEADER: &str = "Aegis-Bench-Reply";
 const WAIT: Duration = Duration::from_secs(10);
 
 pub(super) async fn run(global: &Global, sizes: Sizes) -> CliResult<(Figures, Figures)> {
-    let url = global.url();
-    let connect = || async {
-        async_nats::connect(&url)
-            .await
-            .map_err(|e| CliError::new(format!("cannot connect to {url}: {e}")))
-    };
-    let nats = connect().await?;
+    let nats = raw_connect(global).await?;
     let js = jetstream::new(nats.clone());
     let _ = js.delete_stream(RAW_STREAM).await;
     let queue = js
@@ -49,7 +43,7 @@ pub(super) async fn run(global: &Global, sizes: Sizes) -> CliResult<(Figures, Fi
         })
         .await
         .map_err(|e| failed("raw", e))?;
-    let worker_nats = connect().await?;
+    let worker_nats = raw_connect(global).await?;
     let mut messages = pull.messages().await.map_err(|e| failed("raw", e))?;
     let raw_worker = tokio::spawn(async move {
         while let Some(Ok(message)) = messages.next().await {
@@ -118,12 +112,13 @@ pub(super) async fn run(global: &Global, sizes: Sizes) -> CliResult<(Figures, Fi
     // Leave the server as it was: no raw stream, no bench worker's consumer.
     raw_worker.abort();
     service.stop().await?;
-    let _ = js_cleanup(global, &url).await;
+    if let Ok(nats) = raw_connect(global).await {
+        let _ = clean_up(&jetstream::new(nats)).await;
+    }
     figures
 }
 
-async fn js_cleanup(_global: &Global, url: &str) -> Result<(), async_nats::Error> {
-    let js = jetstream::new(async_nats::connect(url).await?);
+async fn clean_up(js: &jetstream::Context) -> Result<(), async_nats::Error> {
     js.delete_stream(RAW_STREAM).await?;
     let commands = js.get_stream(STREAM).await?;
     commands

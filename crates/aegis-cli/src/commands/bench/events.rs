@@ -11,12 +11,11 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{compare, failed, Figures, Sizes};
-use crate::output::{CliError, CliResult};
+use super::{compare, failed, raw_connect, Figures, Sizes};
+use crate::output::CliResult;
 use crate::Global;
 
 pub(super) async fn run(global: &Global, sizes: Sizes) -> CliResult<(Figures, Figures)> {
-    let url = global.url();
     let client = global.connect().await?;
     let publisher = EventPublisher::new(&client)?;
     // Creates the stream (if missing) before either side publishes.
@@ -24,10 +23,7 @@ pub(super) async fn run(global: &Global, sizes: Sizes) -> CliResult<(Figures, Fi
         .publish("aegis_bench", "sdk", json!({"n": 0}))
         .await?;
 
-    let raw_nats = async_nats::connect(&url)
-        .await
-        .map_err(|e| CliError::new(format!("cannot connect to {url}: {e}")))?;
-    let js = jetstream::new(raw_nats);
+    let js = jetstream::new(raw_connect(global).await?);
     // The bytes the SDK sends: an encoded event envelope.
     let body = Bytes::from(Encoding::MessagePack.encode(&Event::new(
         "aegis_bench",

@@ -308,6 +308,35 @@ fn report(as_json: bool, kind: Kind, sizes: Sizes, raw: &Figures, sdk: &Figures)
     }
 }
 
+/// A raw async-nats connection for the baseline, with the same server and credentials
+/// as the SDK side (the SDK maps its options the same way).
+pub(super) async fn raw_connect(global: &Global) -> CliResult<async_nats::Client> {
+    let url = global.url();
+    let mut options = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(3))
+        .request_timeout(Some(Duration::from_secs(10)));
+    if let (Some(user), Some(password)) = (&global.user, &global.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &global.token {
+        options = options.token(token.clone());
+    }
+    if let Some(seed) = &global.nkey {
+        options = options.nkey(seed.clone());
+    }
+    if let Some(path) = &global.creds {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+    }
+    let servers: Vec<&str> = url.split(',').map(str::trim).collect();
+    options
+        .connect(servers)
+        .await
+        .map_err(|e| CliError::new(format!("cannot connect to {url}: {e}")))
+}
+
 /// A failed benchmark operation as one line.
 pub(super) fn failed(side: &str, error: impl std::fmt::Display) -> CliError {
     CliError::new(format!("{side} operation failed: {error}"))

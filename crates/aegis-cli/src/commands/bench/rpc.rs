@@ -8,20 +8,16 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{compare, failed, Figures, Sizes};
-use crate::output::{CliError, CliResult};
+use super::{compare, failed, raw_connect, Figures, Sizes};
+use crate::output::CliResult;
 use crate::Global;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const RAW_SUBJECT: &str = "aegis-bench.raw.echo";
 
 pub(super) async fn run(global: &Global, sizes: Sizes) -> CliResult<(Figures, Figures)> {
-    let url = global.url();
-
     // Raw: a queue subscriber that answers with the request's payload.
-    let responder = async_nats::connect(&url)
-        .await
-        .map_err(|e| CliError::new(format!("cannot connect to {url}: {e}")))?;
+    let responder = raw_connect(global).await?;
     let mut requests = responder
         .queue_subscribe(RAW_SUBJECT, "aegis-bench".to_owned())
         .await
@@ -33,11 +29,7 @@ pub(super) async fn run(global: &Global, sizes: Sizes) -> CliResult<(Figures, Fi
             }
         }
     });
-    let raw_client = async_nats::ConnectOptions::new()
-        .request_timeout(Some(TIMEOUT))
-        .connect(&url)
-        .await
-        .map_err(|e| CliError::new(format!("cannot connect to {url}: {e}")))?;
+    let raw_client = raw_connect(global).await?;
     raw_client.flush().await.map_err(|e| failed("raw", e))?;
     let payload = Bytes::from(json!({"message": "hello"}).to_string());
 
