@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use crate::output::{print_json, seconds, stdout_is_terminal, CliError, CliResult, Limits, Table};
 use crate::Global;
 
+/// How long a burst of registry changes may take to be drawn as one.
+const BURST: Duration = Duration::from_millis(50);
+
 /// Arguments of `aegis services`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -56,7 +59,19 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
             _ = &mut stop => break,
             _ = tick.tick() => {}
             change = next_change(&mut changes) => {
-                if change.is_none() {
+                // Changes come in bursts (a start, the current entries of a new watch):
+                // take what follows within a moment, then draw once; a steady stream
+                // of changes still gets drawn every few moments.
+                let mut open = change.is_some();
+                let burst_end = tokio::time::Instant::now() + BURST * 5;
+                while open && tokio::time::Instant::now() < burst_end {
+                    match tokio::time::timeout(BURST, next_change(&mut changes)).await {
+                        Ok(Some(())) => {}
+                        Ok(None) => open = false,
+                        Err(_) => break,
+                    }
+                }
+                if !open {
                     changes = None;
                 }
             }
