@@ -130,6 +130,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    output::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),

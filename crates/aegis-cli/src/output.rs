@@ -84,6 +84,35 @@ impl From<std::io::Error> for CliError {
 
 pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 
+/// Exit code when stdout was closed under us (`aegis kv ls b | head -1`): what a shell
+/// reports for a process ended by SIGPIPE.
+pub(crate) const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Replaces panic traces by one line on stderr. A closed stdout (the reader of a pipe
+/// went away) is not an error at all: the process just ends, quietly.
+pub(crate) fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        if message.contains("Broken pipe") {
+            std::process::exit(i32::from(EXIT_BROKEN_PIPE));
+        }
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        // Written by hand: a failing eprintln! inside a panic hook would abort.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("error: internal error: {message}{location}\n").as_bytes(),
+        );
+    }));
+}
+
 /// Parses `text` as a JSON object; no text is `{}`. `what` names the argument.
 pub(crate) fn json_object(text: Option<&str>, what: &str) -> CliResult<Value> {
     let value: Value = match text {

@@ -201,3 +201,39 @@ fn an_nkey_seed_authenticates() {
     assert!(denied.error(1).contains("connection"), "{denied:?}");
     assert!(!denied.stderr.contains(&seed));
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::BufRead;
+
+    let server = NatsServer::start();
+    // `aegis services --watch | head -1`: the reader leaves after one line.
+    let mut child = crate::support::aegis()
+        .args([
+            "--server",
+            &server.url(),
+            "services",
+            "--watch",
+            "--json",
+            "--interval",
+            "0.05",
+            "--for",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "[]");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(141));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "",
+        "no panic trace"
+    );
+}
