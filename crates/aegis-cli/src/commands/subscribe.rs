@@ -19,7 +19,8 @@ use crate::Global;
 /// Who gets each event (clap's spelling of [`DeliveryMode`]).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Mode {
-    /// Each event goes to one subscriber of the group.
+    /// Each event goes to one subscriber of the group; the group's consumer is durable
+    /// (it stays on the server and resumes where the group left off).
     Compete,
     /// Each event goes to every subscriber.
     Broadcast,
