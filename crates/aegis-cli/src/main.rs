@@ -136,8 +136,9 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(error),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // async-nats reports failures we already report, in one line of our own.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,async_nats=off"));
+        // Failures are reported in one line of our own; the SDK's and async-nats' log
+        // lines about them would only repeat it. `RUST_LOG=warn` (or finer) shows them.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,async_nats=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -237,3 +237,23 @@ fn a_closed_pipe_ends_the_output_quietly() {
         "no panic trace"
     );
 }
+
+#[test]
+fn a_server_without_jetstream_is_one_line_too() {
+    let server = NatsServer::builder().jetstream(false).start();
+    let url = server.url();
+    for args in [
+        &["subscribe", "order.*", "--for", "5"][..],
+        &["publish", "order.created", "{}"],
+        &["kv", "put", "b", "k", "v"],
+        &["command", "send", "reports", "generate"],
+    ] {
+        let failed = run(&url, args);
+        failed.error(1);
+        assert!(
+            failed.elapsed < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            failed.elapsed
+        );
+    }
+}
