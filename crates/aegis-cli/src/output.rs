@@ -221,17 +221,46 @@ impl Limits {
         self.count.is_some_and(|count| seen >= count)
     }
 
-    /// Resolves on Ctrl-C or when `--for` has passed; never otherwise.
-    pub(crate) async fn stopped(&self) {
-        let deadline = async {
-            match self.duration {
-                Some(duration) => tokio::time::sleep(duration).await,
-                None => std::future::pending().await,
+    /// Resolves on Ctrl-C or when `--for` has passed; never otherwise. The Ctrl-C
+    /// handler is in place from this call on, not from the first poll.
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let interrupt = interrupted();
+        let duration = self.duration;
+        async move {
+            let deadline = async {
+                match duration {
+                    Some(duration) => tokio::time::sleep(duration).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupt => {}
+                _ = deadline => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = deadline => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT). The handler is installed when this is called, so a
+/// Ctrl-C that comes right after (say, once a readiness line is printed) is not lost
+/// to the default action, which would kill the process.
+pub(crate) fn interrupted() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+        async move {
+            match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::output::{
-    json_object, plain, print_json, seconds, stdout_is_terminal, CliError, CliResult,
+    interrupted, json_object, plain, print_json, seconds, stdout_is_terminal, CliError, CliResult,
 };
 use crate::Global;
 
@@ -149,7 +149,7 @@ async fn send(global: &Global, args: SendArgs) -> CliResult {
     bar.set_message("queued");
     // Ctrl-C stops the waiting, not the command.
     let finished = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
+        _ = interrupted() => None,
         status = async {
             while let Some(progress) = handle.next_progress().await {
                 bar.set_message(progress.message);

@@ -241,10 +241,10 @@ async fn watch(json: bool, client: &Client, args: WatchArgs) -> CliResult {
         WatchStart::CurrentValues
     };
     let mut changes = store.watch(target, start).await?;
-    eprintln!("watching bucket {}; Ctrl-C to stop", args.bucket);
-    let mut seen = 0;
     let stop = args.limits.stopped();
     tokio::pin!(stop);
+    eprintln!("watching bucket {}; Ctrl-C to stop", args.bucket);
+    let mut seen = 0;
     while !args.limits.reached(seen) {
         let change = tokio::select! {
             _ = &mut stop => break,

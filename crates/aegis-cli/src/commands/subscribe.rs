@@ -96,6 +96,8 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
         .build()?;
     let client = global.connect().await?;
     service.start(&client).await?;
+    let stop = args.limits.stopped();
+    tokio::pin!(stop);
     eprintln!(
         "subscribed to events.{} ({}, group {}); Ctrl-C to stop",
         pattern.as_str(),
@@ -104,8 +106,6 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     );
 
     let mut seen = 0;
-    let stop = args.limits.stopped();
-    tokio::pin!(stop);
     while !args.limits.reached(seen) {
         let (event, printed) = tokio::select! {
             _ = &mut stop => break,

@@ -257,3 +257,25 @@ fn a_server_without_jetstream_is_one_line_too() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_ends_streaming_subcommands_cleanly() {
+    let server = NatsServer::start();
+    let url = server.url();
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    for (args, ready) in [
+        (&["subscribe", "order.*"][..], "subscribed to"),
+        (&["kv", "watch", "b"], "watching bucket b"),
+    ] {
+        let streaming = crate::support::Spawned::start(&url, args);
+        streaming.wait_stderr(ready, Duration::from_secs(10));
+        streaming.interrupt();
+        let (code, _) = streaming.finish(Duration::from_secs(10));
+        assert_eq!(code, Some(0), "{args:?}");
+    }
+    let watching = crate::support::Spawned::start(&url, &["services", "--watch", "--json"]);
+    assert!(watching.next_line(Duration::from_secs(10)).is_some());
+    watching.interrupt();
+    let (code, _) = watching.finish(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}

@@ -116,6 +116,15 @@ impl Spawned {
         }
     }
 
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub(crate) fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
     /// The next line on stdout, waiting up to `timeout`.
     pub(crate) fn next_line(&self, timeout: Duration) -> Option<String> {
         self.stdout.recv_timeout(timeout).ok()
