@@ -7,6 +7,7 @@ mod errors;
 mod events;
 mod kv;
 mod leader;
+mod server;
 mod services;
 mod support;
 
