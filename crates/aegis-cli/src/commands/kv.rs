@@ -55,7 +55,7 @@ pub(crate) struct KeyArgs {
 pub(crate) struct WriteArgs {
     #[command(flatten)]
     key: KeyArgs,
-    /// The value, stored as given.
+    /// The value, stored as given; `-` reads it from stdin.
     value: String,
     /// Seconds until the key expires (at least 1; the bucket must allow per-key TTL).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
@@ -70,7 +70,7 @@ pub(crate) struct WriteArgs {
 pub(crate) struct UpdateArgs {
     #[command(flatten)]
     key: KeyArgs,
-    /// The value, stored as given.
+    /// The value, stored as given; `-` reads it from stdin.
     value: String,
     /// The revision the key must still be at (0: never written).
     #[arg(long)]
@@ -143,24 +143,30 @@ pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
             if json {
                 print_json(&entry_json(&entry));
             } else {
-                println!("{}", text(&entry.value));
+                // As stored, ending in exactly one newline.
+                let value = text(&entry.value);
+                if value.ends_with('\n') {
+                    print!("{value}");
+                } else {
+                    println!("{value}");
+                }
             }
         }
         Command::Put(args) => {
             let store = writable(&client, &args.key.bucket, args.history).await?;
-            let value = Bytes::from(args.value.into_bytes());
+            let value = value_bytes(args.value)?;
             let revision = store.put(&args.key.key, value, args.ttl).await?;
             written(json, &args.key, revision);
         }
         Command::Create(args) => {
             let store = writable(&client, &args.key.bucket, args.history).await?;
-            let value = Bytes::from(args.value.into_bytes());
+            let value = value_bytes(args.value)?;
             let revision = store.create(&args.key.key, value, args.ttl).await?;
             written(json, &args.key, revision);
         }
         Command::Update(args) => {
             let store = existing(&client, &args.key.bucket).await?;
-            let value = Bytes::from(args.value.into_bytes());
+            let value = value_bytes(args.value)?;
             let revision = store
                 .update(&args.key.key, value, args.revision, args.ttl)
                 .await?;
@@ -274,6 +280,17 @@ async fn writable(client: &Client, bucket: &str, history: u8) -> CliResult<Arc<d
         .ok_or_else(|| CliError::new("not connected to NATS"))?;
     let config = BucketConfig::new(bucket).history(history);
     Ok(Arc::new(NatsKvStore::open(nats, &config).await?))
+}
+
+/// The bytes to store: the argument itself, or all of stdin for `-`.
+fn value_bytes(value: String) -> CliResult<Bytes> {
+    if value != "-" {
+        return Ok(Bytes::from(value.into_bytes()));
+    }
+    let mut buffer = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer)
+        .map_err(|e| CliError::new(format!("cannot read the value from stdin: {e}")))?;
+    Ok(Bytes::from(buffer))
 }
 
 fn written(json: bool, key: &KeyArgs, revision: u64) {
