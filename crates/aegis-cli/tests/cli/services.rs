@@ -75,6 +75,36 @@ async fn services_lists_instances_as_a_table_or_json() {
     assert!(lines[2].contains("inventory-b") && lines[2].contains("ACTIVE"));
     assert!(lines[2].contains("s ago"), "{table}");
 
+    // An entry as a Python peer writes it (snake_case, naive timestamp), long silent.
+    let python = r#"{"service_name": "legacy", "instance_id": "legacy-1", "version": "0.9.0",
+        "status": "ACTIVE", "last_heartbeat": "2026-01-02T03:04:05.123456",
+        "sticky_active_group": null, "sticky_active_status": null, "metadata": {}}"#;
+    run(
+        &url,
+        &[
+            "kv",
+            "put",
+            "service_registry",
+            "service-instances__legacy__legacy-1",
+            python,
+        ],
+    )
+    .ok();
+    let table = run(&url, &["services", "legacy"]).ok().stdout;
+    let row = table.lines().nth(1).unwrap();
+    assert!(row.contains("legacy-1") && row.contains("0.9.0"), "{table}");
+    assert!(row.contains("(stale)"), "{table}");
+    run(
+        &url,
+        &[
+            "kv",
+            "del",
+            "service_registry",
+            "service-instances__legacy__legacy-1",
+        ],
+    )
+    .ok();
+
     // An unknown service is one line and exit 1; an invalid name is a usage error.
     let missing = run(&url, &["services", "warehouse"]);
     assert!(missing.error(1).contains("warehouse"));
