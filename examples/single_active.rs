@@ -12,6 +12,8 @@
 //! second with the default balanced policy). `POLICY=aggressive` or `conservative`
 //! chooses another failover policy. The exclusive method `tick` runs on the leader only,
 //! wherever it is called: `cargo run -p aegis-cli -- call billing-service tick '{}'`.
+//! `cargo run -p aegis-cli -- leader billing-service` shows the leader, its fencing token
+//! and since when.
 
 use aegis_sdk::{
     Client, ConnectOptions, FailoverPolicy, HandlerError, LeadershipEvent, LeadershipStatus,

@@ -32,7 +32,7 @@ fn binary() -> CliResult<PathBuf> {
         .map(|dir| dir.join("nats-server"))
         .find(|candidate| candidate.is_file())
         .ok_or_else(|| {
-            CliError("nats-server not found on PATH: run scripts/install-nats-server".into())
+            CliError::new("nats-server not found on PATH: run scripts/install-nats-server")
         })
 }
 
@@ -64,7 +64,7 @@ impl LocalServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| CliError(format!("cannot start nats-server: {e}")))?;
+            .map_err(|e| CliError::new(format!("cannot start nats-server: {e}")))?;
         let mut server = LocalServer {
             child,
             port,
@@ -78,7 +78,7 @@ impl LocalServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(CliError(format!(
+                return Err(CliError::new(format!(
                     "nats-server exited at start ({status}); is port {} in use?",
                     self.port
                 )));
@@ -88,7 +88,7 @@ impl LocalServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(CliError("nats-server did not start within 10 s".into()))
+        Err(CliError::new("nats-server did not start within 10 s"))
     }
 
     /// `nats://127.0.0.1:{port}`.

@@ -1,8 +1,13 @@
 //! `aegis`: the command line of aegis-sdk.
 //!
-//! Runs a local NATS server, calls services, and runs the demo that shows the SDK end to
-//! end. Every subcommand takes `--server` (default `NATS_URL`, then
-//! `nats://127.0.0.1:4222`) and `--json` for output that scripts can parse.
+//! Runs a local NATS server, calls services, publishes and follows events, sends
+//! commands, reads and writes KV, shows the registry and leaders, benchmarks, and runs
+//! the demo that shows the SDK end to end. Every subcommand takes `--server` (default
+//! `NATS_URL`, then `nats://127.0.0.1:4222`), the connection credentials, and `--json`
+//! for output that scripts can parse.
+//!
+//! Errors print one line on stderr. Exit codes: 0 success, 1 failure, 2 usage (bad
+//! arguments, invalid names, bad JSON).
 
 // A command-line program talks to people on stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -31,9 +36,12 @@ struct Global {
     /// Token authentication.
     #[arg(long, global = true, env = "NATS_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Credentials file.
+    /// Credentials file (JWT and NKey seed).
     #[arg(long, global = true, env = "NATS_CREDS")]
     creds: Option<std::path::PathBuf>,
+    /// NKey seed authentication (`SU...`).
+    #[arg(long, global = true, env = "NATS_NKEY_SEED", hide_env_values = true)]
+    nkey: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -47,28 +55,44 @@ impl Global {
             .unwrap_or_else(|| aegis_sdk::adapters::nats::options::DEFAULT_URL.to_owned())
     }
 
-    fn connect_options(&self) -> aegis_sdk::ConnectOptions {
+    /// The connection options; fails fast (3 s to connect) rather than retry for long.
+    ///
+    /// # Errors
+    /// A usage error for a user without a password or the other way round.
+    fn connect_options(&self) -> output::CliResult<aegis_sdk::ConnectOptions> {
         let mut options = aegis_sdk::ConnectOptions::new(self.url()).name("aegis-cli");
-        if let (Some(user), Some(password)) = (&self.user, &self.password) {
-            options = options.user_and_password(user, password);
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => options = options.user_and_password(user, password),
+            (None, None) => {}
+            _ => {
+                return Err(output::CliError::usage(
+                    "--user and --password (NATS_USER, NATS_PASSWORD) go together",
+                ))
+            }
         }
         if let Some(token) = &self.token {
             options = options.token(token);
         }
         options.credentials_file = self.creds.clone();
+        options.nkey_seed = self.nkey.clone();
         options.connect_timeout = Some(std::time::Duration::from_secs(3));
         options.reconnect.max_attempts = Some(3);
-        options
+        Ok(options)
     }
 
-    async fn connect(&self) -> Result<aegis_sdk::Client, aegis_sdk::Error> {
-        aegis_sdk::Client::connect(&self.connect_options()).await
+    async fn connect(&self) -> output::CliResult<aegis_sdk::Client> {
+        Ok(aegis_sdk::Client::connect(&self.connect_options()?).await?)
     }
 }
 
 /// aegis: microservice IPC over NATS (RPC, events, commands, KV, discovery, leaders).
 #[derive(Debug, Parser)]
-#[command(name = "aegis", version, about)]
+#[command(
+    name = "aegis",
+    version,
+    about,
+    after_help = "Exit status: 0 success, 1 failure, 2 usage (bad arguments, names or JSON)."
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -82,6 +106,22 @@ enum Command {
     Server(commands::server::Args),
     /// Call an RPC method and print its result.
     Call(commands::call::Args),
+    /// List registered service instances (optionally live).
+    Services(commands::services::Args),
+    /// Publish an event to `events.DOMAIN.TYPE`.
+    Publish(commands::publish::Args),
+    /// Print events matching a pattern as they arrive.
+    Subscribe(commands::subscribe::Args),
+    /// Send, inspect or cancel long-running commands.
+    #[command(subcommand)]
+    Command(commands::command::Command),
+    /// Read and write a KV bucket.
+    #[command(subcommand)]
+    Kv(commands::kv::Command),
+    /// Show the leader of a single-active service.
+    Leader(commands::leader::Args),
+    /// Measure latency and throughput, the SDK beside raw async-nats.
+    Bench(commands::bench::Args),
     /// Run the demo: a local server, services, calls, and a report.
     Demo(commands::demo::Args),
     /// One single-active node of the demo (started by `aegis demo`).
@@ -90,38 +130,86 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    output::install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Failures are reported in one line of our own; the SDK's and async-nats' log
+        // lines about them would only repeat it. `RUST_LOG=warn` (or finer) shows them.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,async_nats=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // Benchmarks share two cores with nats-server: one runtime thread measures best.
+    let runtime = match cli.command {
+        Command::Bench(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
+    let Cli { global, command } = cli;
+    let global = &global;
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Server(args) => commands::server::run(&cli.global, args).await,
-            Command::Call(args) => commands::call::run(&cli.global, args).await,
-            Command::Demo(args) => commands::demo::run(&cli.global, args).await,
-            Command::DemoNode(args) => commands::demo::node(&cli.global, args).await,
+        match command {
+            Command::Server(args) => commands::server::run(global, args).await,
+            Command::Call(args) => commands::call::run(global, args).await,
+            Command::Services(args) => commands::services::run(global, args).await,
+            Command::Publish(args) => commands::publish::run(global, args).await,
+            Command::Subscribe(args) => commands::subscribe::run(global, args).await,
+            Command::Command(command) => commands::command::run(global, command).await,
+            Command::Kv(command) => commands::kv::run(global, command).await,
+            Command::Leader(args) => commands::leader::run(global, args).await,
+            Command::Bench(args) => commands::bench::run(global, args).await,
+            Command::Demo(args) => commands::demo::run(global, args).await,
+            Command::DemoNode(args) => commands::demo::node(global, args).await,
         }
     });
+    // Background tasks (watches, reconnects) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(error.code())
+        }
+    }
+}
+
+/// Help and version go to stdout as clap prints them; any other parse error becomes one
+/// line on stderr and exit code 2.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::from(output::EXIT_USAGE)
+        }
+        _ => {
+            // clap's text is "error: what\n  details\n\nUsage: ...\n\nFor more...".
+            let text = error.render().to_string();
+            let what = text.split("\n\nUsage:").next().unwrap_or(&text);
+            let what = what.trim_start_matches("error:");
+            let line: Vec<&str> = what.split_whitespace().collect();
+            eprintln!("error: {} (see --help)", line.join(" "));
+            ExitCode::from(output::EXIT_USAGE)
         }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::output::{CliError, CliResult};
+use crate::output::{json_object, seconds, CliError, CliResult};
 use crate::Global;
 
 /// Arguments of `aegis call`.
@@ -17,43 +17,30 @@ pub(crate) struct Args {
     /// Parameters as a JSON object (default `{}`).
     params: Option<String>,
     /// Seconds to wait for the reply.
-    #[arg(long, default_value_t = 5.0)]
-    timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = seconds)]
+    timeout: Duration,
     /// Call this instance only.
     #[arg(long)]
     instance: Option<String>,
 }
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
-    let params: Value = match &args.params {
-        None => Value::Object(Default::default()),
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| CliError(format!("params are not valid JSON: {e}")))?,
-    };
-    if !params.is_object() {
-        return Err(CliError("params must be a JSON object".into()));
-    }
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(CliError(
-            "--timeout must be a positive number of seconds".into(),
-        ));
-    }
+    let params = json_object(args.params.as_deref(), "params")?;
     let client = global.connect().await?;
     let mut call = client
         .call::<_, Value>(&args.service, &args.method, params)
-        .timeout(Duration::from_secs_f64(args.timeout));
+        .timeout(args.timeout);
     if let Some(instance) = args.instance {
         call = call.instance(instance);
     }
     let result = call.await.map_err(|error| {
-        if global.json {
-            CliError(
-                serde_json::json!({"error": error.kind().as_str(), "message": error.message()})
-                    .to_string(),
-            )
+        let message = if global.json {
+            serde_json::json!({"error": error.kind().as_str(), "message": error.message()})
+                .to_string()
         } else {
-            CliError(format!("{}: {}", error.kind(), error.message()))
-        }
+            format!("{}: {}", error.kind(), error.message())
+        };
+        CliError::for_kind(error.kind(), message)
     })?;
     let text = if global.json {
         result.to_string()

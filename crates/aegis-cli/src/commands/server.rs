@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::local_server::LocalServer;
-use crate::output::CliResult;
+use crate::output::{interrupted, CliResult};
 use crate::Global;
 
 /// Arguments of `aegis server`.
@@ -19,6 +19,8 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     let server = LocalServer::start(args.port, Some(&args.data_dir))?;
+    // Listen for Ctrl-C before telling anyone the server is up.
+    let interrupt = interrupted();
     if global.json {
         println!(
             "{}",
@@ -32,7 +34,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
         );
         println!("Ctrl-C to stop");
     }
-    tokio::signal::ctrl_c().await?;
+    interrupt.await;
     drop(server);
     if !global.json {
         println!("stopped");

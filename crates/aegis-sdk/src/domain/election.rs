@@ -14,6 +14,12 @@ use crate::error::{Error, ErrorKind, Result};
 /// Reply header naming the leader, sent with a `NOT_ACTIVE` refusal.
 pub const LEADER_HEADER: &str = "Aegis-Leader";
 
+/// The key in [`LeaderRecord::metadata`] under which a leader records its term's fencing
+/// token, so that anyone reading the lease can tell it. Written from the first renewal
+/// of a term on (the first write cannot know its own revision); until then the token is
+/// the record's revision, see [`LeaderRecord::fencing_token`].
+pub const FENCING_TOKEN_KEY: &str = "fencing_token";
+
 /// The group of a service's single-active instances when none is named.
 pub const DEFAULT_GROUP: &str = "default";
 
@@ -105,6 +111,18 @@ impl LeaderRecord {
         }
     }
 
+    /// The term's fencing token, given the `revision` this record was read at: the
+    /// token the leader recorded, or, for the first write of a term (not renewed yet),
+    /// that write's revision. `None` for a renewed record without a recorded token (a
+    /// leader that does not record it, such as a Python peer).
+    pub fn fencing_token(&self, revision: u64) -> Option<u64> {
+        match self.metadata.get(FENCING_TOKEN_KEY) {
+            Some(token) => token.as_u64(),
+            None if self.last_heartbeat == self.elected_at => Some(revision),
+            None => None,
+        }
+    }
+
     /// The record as the JSON bytes stored in KV.
     pub fn to_json(&self) -> Vec<u8> {
         // A struct of strings, floats and a JSON map always serializes.
@@ -152,6 +170,13 @@ mod tests {
         for key in ["instance_id", "elected_at", "last_heartbeat", "metadata"] {
             assert!(json.get(key).is_some(), "{key} missing");
         }
+        assert_eq!(record.fencing_token(7), Some(7), "first write of a term");
+        let mut renewed = record.renewed();
+        renewed.last_heartbeat += 1.0;
+        assert_eq!(renewed.fencing_token(9), None);
+        renewed.metadata.insert(FENCING_TOKEN_KEY.into(), 7.into());
+        assert_eq!(renewed.fencing_token(9), Some(7));
+
         let back = LeaderRecord::from_json(&record.to_json()).unwrap();
         assert_eq!(back.instance_id, record.instance_id);
         assert!((back.elected_at - record.elected_at).abs() < 1e-3);

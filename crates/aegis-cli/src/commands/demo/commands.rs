@@ -1,13 +1,13 @@
 //! A long-running command with live progress.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use aegis_sdk::{CommandContext, HandlerError, Priority, Service};
 use serde_json::{json, Value};
 
 use super::Narrator;
-use crate::output::CliResult;
+use crate::commands::command::progress_bar;
+use crate::output::{stdout_is_terminal, CliResult};
 use crate::Global;
 
 pub(super) async fn run(global: &Global, say: &Narrator) -> CliResult<Value> {
@@ -38,23 +38,19 @@ pub(super) async fn run(global: &Global, say: &Narrator) -> CliResult<Value> {
     say.line(&format!("command id {}", handle.id()));
     let mut updates = 0;
     // A bar redrawn in place on a terminal; one line per update anywhere else.
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let terminal = stdout_is_terminal();
+    let bar = progress_bar(!say.json && terminal, "    ");
     while let Some(progress) = handle.next_progress().await {
         updates += 1;
-        if !say_is_quiet(say) && !terminal {
+        if !terminal {
             say.line(&format!("{:>5.1}% {}", progress.percent, progress.message));
-        } else if !say_is_quiet(say) {
-            let filled = (progress.percent / 5.0).round() as usize;
-            print!(
-                "\r    [{:<20}] {:>5.1}% {}",
-                "#".repeat(filled.min(20)),
-                progress.percent,
-                progress.message
-            );
-            let _ = std::io::stdout().flush();
         }
+        bar.set_message(progress.message);
+        bar.set_position(progress.percent.clamp(0.0, 100.0).round() as u64);
     }
-    if !say_is_quiet(say) && terminal {
+    // The finished bar stays; what follows goes below it.
+    bar.finish();
+    if !bar.is_hidden() {
         println!();
     }
     let result: Value = handle.result().await?;
@@ -66,8 +62,4 @@ pub(super) async fn run(global: &Global, say: &Narrator) -> CliResult<Value> {
         "result": result,
         "round_trip_ms": round_trip.as_secs_f64() * 1000.0,
     }))
-}
-
-fn say_is_quiet(say: &Narrator) -> bool {
-    say.json
 }

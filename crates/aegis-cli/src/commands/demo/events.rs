@@ -91,7 +91,7 @@ pub(super) async fn run(global: &Global, say: &Narrator) -> CliResult<Value> {
     say.line(&format!("broadcast: {broadcast:?}"));
     let compete_total: usize = compete.values().sum();
     if compete_total != published || broadcast.values().any(|&n| n != published) {
-        return Err(CliError(format!(
+        return Err(CliError::new(format!(
             "events did not arrive as expected: compete {compete:?}, broadcast {broadcast:?}"
         )));
     }

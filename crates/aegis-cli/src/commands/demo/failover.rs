@@ -38,7 +38,7 @@ pub(crate) async fn node(global: &Global, args: NodeArgs) -> CliResult {
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
     })
     .await
-    .map_err(|e| CliError(e.to_string()))?;
+    .map_err(|e| CliError::new(e.to_string()))?;
     service.stop().await?;
     Ok(())
 }
@@ -98,7 +98,7 @@ pub(super) async fn run(global: &Global, say: &Narrator) -> CliResult<Value> {
     ));
 
     let Some(position) = nodes.0.iter().position(|(id, _)| *id == leader) else {
-        return Err(CliError(format!("unknown leader {leader}")));
+        return Err(CliError::new(format!("unknown leader {leader}")));
     };
     say.line(&format!("killing {leader} with SIGKILL"));
     let killed_at = Instant::now();

@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use super::leadership::{Leadership, LossReason};
 use super::policy::FailoverPolicy;
-use crate::domain::election::LeaderRecord;
+use crate::domain::election::{LeaderRecord, FENCING_TOKEN_KEY};
 use crate::error::{ErrorKind, Result};
 use crate::ports::election::{LeaseEvent, LeaseStore};
 
@@ -152,6 +152,11 @@ impl Elector {
         };
         match outcome {
             Ok(revision) => {
+                // Renewals carry the token, so that readers of the lease can tell it.
+                let mut record = record;
+                record
+                    .metadata
+                    .insert(FENCING_TOKEN_KEY.to_owned(), revision.into());
                 let valid_until = sent + self.policy.leader_window();
                 self.leadership
                     .promote(revision, valid_until, &self.instance_id);

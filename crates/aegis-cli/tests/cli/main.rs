@@ -1,15 +1,19 @@
-//! The `aegis` binary end to end, as a user runs it.
+//! The `aegis` binary end to end, as a user runs it: each subcommand against a real
+//! nats-server started by the test, with the services it needs run in-process.
 
-use std::process::Command;
+mod bench;
+mod commands;
+mod errors;
+mod events;
+mod kv;
+mod leader;
+mod server;
+mod services;
+mod support;
 
 use aegis_test_support::NatsServer;
 use serde_json::Value;
-
-fn aegis() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
-    command.env_remove("NATS_URL");
-    command
-}
+use support::aegis;
 
 #[test]
 fn demo_runs_everything_on_its_own_server_and_exits_zero() {
@@ -51,12 +55,12 @@ fn call_prints_the_result_or_one_line_and_a_non_zero_exit() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("no_responders"), "{stderr}");
 
-    // Bad JSON: one line, exit 1.
+    // Bad JSON is a usage error: one line, exit 2.
     let output = aegis()
         .args(["--server", &server.url(), "call", "svc", "m", "{not json"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not valid JSON"));
 
     // Unreachable server: one line, exit 1.

@@ -1,0 +1,281 @@
+//! Errors a user can cause: one line on stderr, exit 1 (failure) or 2 (usage), fast.
+
+use std::time::Duration;
+
+use aegis_test_support::NatsServer;
+
+use crate::support::{run, run_plain};
+
+const SUBCOMMANDS: [&str; 12] = [
+    "server",
+    "call",
+    "services",
+    "publish",
+    "subscribe",
+    "command",
+    "kv",
+    "leader",
+    "bench",
+    "demo",
+    "command send",
+    "kv watch",
+];
+
+#[test]
+fn every_subcommand_has_help_with_the_connection_options() {
+    for subcommand in SUBCOMMANDS {
+        let mut args: Vec<&str> = subcommand.split(' ').collect();
+        args.push("--help");
+        let help = run_plain(&args).ok().stdout;
+        assert!(help.contains("Usage: aegis"), "{subcommand}: {help}");
+        for option in [
+            "--server",
+            "--json",
+            "--user",
+            "--password",
+            "--token",
+            "--creds",
+            "--nkey",
+        ] {
+            assert!(
+                help.contains(option),
+                "{subcommand} --help lacks {option}: {help}"
+            );
+        }
+    }
+    let top = run_plain(&["--help"]).ok().stdout;
+    for subcommand in [
+        "services",
+        "publish",
+        "subscribe",
+        "command",
+        "kv",
+        "leader",
+        "bench",
+    ] {
+        assert!(top.contains(subcommand), "{top}");
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line_and_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["call"],
+        &["call", "svc"],
+        &["kv", "get", "bucket"],
+        &["services", "--interval", "soon"],
+        &["--no-such-flag", "services"],
+    ] {
+        let failed = run_plain(args);
+        assert!(
+            failed.error(2).contains("see --help"),
+            "{args:?}: {failed:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_server_fails_fast_with_one_line() {
+    let url = format!("nats://127.0.0.1:{}", aegis_test_support::free_port());
+    for args in [
+        &["services"][..],
+        &["publish", "order.created", "{}"],
+        &["subscribe", "order.*"],
+        &["command", "status", "abc"],
+        &["kv", "get", "b", "k"],
+        &["leader", "ledger"],
+        &["call", "svc", "ping"],
+    ] {
+        let failed = run(&url, args);
+        assert!(
+            failed.error(1).contains("connection"),
+            "{args:?}: {failed:?}"
+        );
+        assert!(
+            failed.elapsed < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            failed.elapsed
+        );
+    }
+}
+
+#[test]
+fn credentials_reach_the_server() {
+    let server = NatsServer::builder()
+        .config_extra("authorization { users = [ { user: alice, password: wonderland } ] }")
+        .start();
+    let url = server.url();
+    run(
+        &url,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "wonderland",
+            "kv",
+            "put",
+            "b",
+            "k",
+            "v",
+        ],
+    )
+    .ok();
+    let denied = run(
+        &url,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "nope",
+            "kv",
+            "get",
+            "b",
+            "k",
+        ],
+    );
+    assert!(denied.error(1).contains("connection"), "{denied:?}");
+    run(&url, &["kv", "get", "b", "k"]).error(1);
+    // Both sides of a benchmark use them, the raw async-nats one included.
+    run(
+        &url,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "wonderland",
+            "bench",
+            "rpc",
+            "--count",
+            "5",
+            "--load",
+            "10",
+        ],
+    )
+    .ok();
+    let half = run(&url, &["--user", "alice", "kv", "get", "b", "k"]);
+    assert!(half.error(2).contains("--password"), "{half:?}");
+
+    let server = NatsServer::builder()
+        .config_extra("authorization { token: \"s3cret-token\" }")
+        .start();
+    let url = server.url();
+    assert_eq!(
+        run(
+            &url,
+            &["--token", "s3cret-token", "kv", "put", "b", "k", "v"]
+        )
+        .ok()
+        .stdout
+        .trim(),
+        "k revision 1"
+    );
+    let denied = run(&url, &["--token", "wrong", "kv", "get", "b", "k"]);
+    // Neither the right token nor the wrong one shows up in the message.
+    assert!(
+        !denied.error(1).contains("s3cret") && !denied.stderr.contains("wrong"),
+        "{denied:?}"
+    );
+}
+
+#[test]
+fn an_nkey_seed_authenticates() {
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let server = NatsServer::builder()
+        .config_extra(&format!(
+            "authorization {{ users = [ {{ nkey: {} }} ] }}",
+            user.public_key()
+        ))
+        .start();
+    let url = server.url();
+    run(&url, &["--nkey", &seed, "kv", "put", "b", "k", "v"]).ok();
+    let from_env = crate::support::aegis()
+        .args(["--server", &url, "kv", "get", "b", "k"])
+        .env("NATS_NKEY_SEED", &seed)
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{from_env:?}");
+    assert_eq!(String::from_utf8_lossy(&from_env.stdout).trim(), "v");
+    let denied = run(&url, &["kv", "get", "b", "k"]);
+    assert!(denied.error(1).contains("connection"), "{denied:?}");
+    assert!(!denied.stderr.contains(&seed));
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::BufRead;
+
+    let server = NatsServer::start();
+    // `aegis services --watch | head -1`: the reader leaves after one line.
+    let mut child = crate::support::aegis()
+        .args([
+            "--server",
+            &server.url(),
+            "services",
+            "--watch",
+            "--json",
+            "--interval",
+            "0.05",
+            "--for",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "[]");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(141));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "",
+        "no panic trace"
+    );
+}
+
+#[test]
+fn a_server_without_jetstream_is_one_line_too() {
+    let server = NatsServer::builder().jetstream(false).start();
+    let url = server.url();
+    for args in [
+        &["subscribe", "order.*", "--for", "5"][..],
+        &["publish", "order.created", "{}"],
+        &["kv", "put", "b", "k", "v"],
+        &["command", "send", "reports", "generate"],
+    ] {
+        let failed = run(&url, args);
+        failed.error(1);
+        assert!(
+            failed.elapsed < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            failed.elapsed
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_ends_streaming_subcommands_cleanly() {
+    let server = NatsServer::start();
+    let url = server.url();
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    for (args, ready) in [
+        (&["subscribe", "order.*"][..], "subscribed to"),
+        (&["kv", "watch", "b"], "watching bucket b"),
+    ] {
+        let streaming = crate::support::Spawned::start(&url, args);
+        streaming.wait_stderr(ready, Duration::from_secs(10));
+        streaming.interrupt();
+        let (code, _) = streaming.finish(Duration::from_secs(10));
+        assert_eq!(code, Some(0), "{args:?}");
+    }
+    let watching = crate::support::Spawned::start(&url, &["services", "--watch", "--json"]);
+    assert!(watching.next_line(Duration::from_secs(10)).is_some());
+    watching.interrupt();
+    let (code, _) = watching.finish(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
