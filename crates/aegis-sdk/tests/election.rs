@@ -324,9 +324,9 @@ async fn calls_right_after_a_leader_is_killed_all_succeed_and_run_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_exclusive_call_retried_by_the_client_runs_once() {
-    // The client gives each attempt of an exclusive call a short budget and retries a
-    // silent one; a leader that is only slow must answer the retries with its one run.
+async fn a_slow_exclusive_call_is_waited_for_and_runs_once() {
+    // A late exclusive call makes the client ask the leader whether it is alive; a
+    // leader that is only slow must be left to finish, the call never sent again.
     let server = NatsServer::start();
     let client = connect(&server).await;
     let nodes = spawn_nodes(&server, "slow", 3, "balanced");

@@ -32,10 +32,11 @@ struct ClientInner {
     default_timeout: Duration,
     source: Option<String>,
     commands: Arc<std::sync::OnceLock<super::commands::CommandPorts>>,
-    /// The subjects (`rpc.{service}.{method}`) of methods seen to be exclusive: a
-    /// leader answered with its name, or a standby refused. Their calls are retried
-    /// when the target stays silent (see [`SILENCE_BUDGET`]).
-    exclusive: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
+    /// The subjects (`rpc.{service}.{method}`) of methods seen to be exclusive (a
+    /// leader answered with its name, or a standby refused), with the last leader
+    /// known. A call to one that stays silent asks that leader whether it is alive
+    /// (see [`PROBE_AFTER`]).
+    exclusive: Arc<std::sync::RwLock<std::collections::HashMap<String, Option<String>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -242,15 +243,13 @@ where
             None => queue_subject.clone(),
         };
 
-        // One request id for every attempt: they are one call, and a leader that ran
-        // it answers a retry with the first run's reply.
+        // One request id for every attempt: they are one call.
         let message_id = envelope::new_id();
         let trace_id = envelope::new_id();
         let deadline = Instant::now() + timeout;
         let mut backoff = FIRST_BACKOFF;
-        let mut budget = SILENCE_BUDGET;
         let mut failing_over = false;
-        let mut exclusive = !pinned && self.client.is_exclusive(&queue_subject);
+        let mut exclusive = !pinned && self.client.known_leader(&queue_subject).is_some();
         // The instance the current subject names, if not the queue group, and the last
         // named leader that turned out not to be there.
         let mut target: Option<String> = None;
@@ -263,11 +262,6 @@ where
                     format!("no active instance of {service} answered {method} within {timeout:?}"),
                 ));
             }
-            // An exclusive call may meet a leader that died with the request in flight
-            // (or before the server noticed): such an attempt waits only its budget and
-            // the call is retried; the leader's replay memory makes that safe when it
-            // was merely slow. Other calls wait for their whole deadline.
-            let wait = if exclusive { left.min(budget) } else { left };
             // Encode before the await: the borrowed params need not be `Sync`.
             let payload = self.client.encode_request(
                 &self.params,
@@ -277,27 +271,37 @@ where
                 &trace_id,
                 left,
             )?;
-            let attempt = self
-                .client
-                .attempt::<R>(payload, &subject, &self.headers, &message_id, wait)
-                .await;
+            // The leader an exclusive call is expected to reach, to ask after it if the
+            // call stays silent.
+            let watched = match (&target, exclusive) {
+                (Some(named), _) => Some(named.clone()),
+                (None, true) => self.client.known_leader(&queue_subject).flatten(),
+                (None, false) => None,
+            }
+            .filter(|leader| Some(leader) != gone.as_ref());
+            let attempt =
+                self.client
+                    .attempt::<R>(payload, &subject, &self.headers, &message_id, left);
+            let attempt = match watched {
+                None => attempt.await,
+                Some(leader) => self.client.watched(attempt, &service, &leader, left).await,
+            };
 
-            // A single-active service refused (a standby answered) or the leader it named
-            // is gone: retry within the deadline. A named leader is tried at once on its
-            // own subject, unless it already proved gone (standbys keep naming a crashed
-            // leader until one of them takes over); otherwise back off and go through
-            // the queue group. Every round through the queue group pauses, so a caller
-            // never spins. Other errors are final; a refusal means the method did not
-            // run, so retrying is safe.
+            // A single-active service refused (a standby answered), the leader it named
+            // is gone, or the leader a silent call went to proved gone: retry within the
+            // deadline. A named leader is tried at once on its own subject, unless it
+            // already proved gone (standbys keep naming a crashed leader until one of
+            // them takes over); otherwise back off and go through the queue group.
+            // Every round through the queue group pauses, so a caller never spins.
+            // Other errors are final (a timeout too: the call may have run); a refusal,
+            // or a leader gone before it answered, means the method did not run here.
             match attempt {
                 Err(Refused { error, leader })
                     if !pinned && error.kind() == ErrorKind::NotActive =>
                 {
                     failing_over = true;
-                    if !exclusive {
-                        exclusive = true;
-                        self.client.mark_exclusive(&queue_subject);
-                    }
+                    exclusive = true;
+                    self.client.learn_leader(&queue_subject, leader.as_deref());
                     let hinted = leader
                         .filter(|leader| Some(leader) != gone.as_ref())
                         .and_then(|leader| InstanceId::new(leader).ok());
@@ -314,33 +318,24 @@ where
                     }
                     tracing::debug!(%service, %method, %error, "not active; retrying");
                 }
-                Err(Refused { error, .. })
-                    if failing_over && error.kind() == ErrorKind::NoResponders =>
+                Err(Refused { error, leader })
+                    if (failing_over || leader.is_some())
+                        && error.kind() == ErrorKind::NoResponders =>
                 {
-                    if let Some(dead) = target.take() {
+                    failing_over = true;
+                    // The instance addressed, or the watched leader that proved gone.
+                    if let Some(dead) = target.take().or(leader) {
                         gone = Some(dead);
                     }
                     subject = queue_subject.clone();
                     backoff = self.client.pause(backoff, deadline).await;
                 }
-                // Silence within the budget: whoever got the request may be dead. Try
-                // again through the queue group, without the instance that was silent,
-                // and give the next attempt longer.
-                Err(Refused { error, .. })
-                    if exclusive && error.kind() == ErrorKind::Timeout && wait < left =>
-                {
-                    failing_over = true;
-                    if let Some(silent) = target.take() {
-                        gone = Some(silent);
-                    }
-                    subject = queue_subject.clone();
-                    budget = (budget * 2).min(MAX_SILENCE_BUDGET);
-                    tracing::debug!(%service, %method, ?wait, "no reply within the budget; retrying");
-                }
                 Err(Refused { error, .. }) => return Err(error),
                 Ok((result, led)) => {
-                    if led && !exclusive && !pinned {
-                        self.client.mark_exclusive(&queue_subject);
+                    if let Some(leader) = led {
+                        if !pinned {
+                            self.client.learn_leader(&queue_subject, Some(&leader));
+                        }
                     }
                     return Ok(result);
                 }
@@ -349,11 +344,17 @@ where
     }
 }
 
-/// How long one attempt of an exclusive call waits before the call is retried; it
-/// doubles with each silent attempt up to [`MAX_SILENCE_BUDGET`].
-const SILENCE_BUDGET: Duration = Duration::from_millis(250);
-/// The longest one attempt of an exclusive call waits before it is retried.
-const MAX_SILENCE_BUDGET: Duration = Duration::from_secs(2);
+/// How long an exclusive call waits for its reply before it asks the leader it went to
+/// whether it is alive; the question is asked again at doubling intervals, up to
+/// [`MAX_PROBE_INTERVAL`], until it has an answer. A leader that answers is left to
+/// finish the call, however long it takes; one that is gone (the server knows nobody
+/// on its subject: it crashed, maybe before the server noticed when the call was sent)
+/// means the call is sent again, to whoever leads now.
+const PROBE_AFTER: Duration = Duration::from_millis(100);
+/// The longest pause between two questions to a silent leader.
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one question to a silent leader waits for its answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The first pause between retries during a failover; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
@@ -376,22 +377,99 @@ impl From<Error> for Refused {
 }
 
 impl Client {
-    fn is_exclusive(&self, subject: &str) -> bool {
+    /// `None` when the method of `subject` is not known to be exclusive; else the last
+    /// leader seen for it, if any.
+    fn known_leader(&self, subject: &str) -> Option<Option<String>> {
         let known = self
             .inner
             .exclusive
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        !known.is_empty() && known.contains(subject)
+        if known.is_empty() {
+            return None;
+        }
+        known.get(subject).cloned()
     }
 
-    fn mark_exclusive(&self, subject: &str) {
+    /// Records that the method of `subject` is exclusive, and its leader when named.
+    fn learn_leader(&self, subject: &str, leader: Option<&str>) {
+        let unchanged = |known: &std::collections::HashMap<String, Option<String>>| {
+            known
+                .get(subject)
+                .is_some_and(|l| leader.is_none() || l.as_deref() == leader)
+        };
+        if unchanged(
+            &self
+                .inner
+                .exclusive
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        ) {
+            return;
+        }
         let mut known = self
             .inner
             .exclusive
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        known.insert(subject.to_owned());
+        let entry = known.entry(subject.to_owned()).or_default();
+        if let Some(leader) = leader {
+            *entry = Some(leader.to_owned());
+        }
+    }
+
+    /// Waits for an exclusive call's `attempt`, asking `leader` whether it is alive
+    /// while the reply is late (see [`PROBE_AFTER`]). A leader that is gone ends the
+    /// attempt with a no-responders refusal naming it.
+    async fn watched<R>(
+        &self,
+        attempt: impl Future<Output = std::result::Result<(R, Option<String>), Refused>>,
+        service: &ServiceName,
+        leader: &str,
+        left: Duration,
+    ) -> std::result::Result<(R, Option<String>), Refused> {
+        let Ok(instance) = InstanceId::new(leader) else {
+            return attempt.await;
+        };
+        let end = Instant::now() + left;
+        let mut attempt = std::pin::pin!(attempt);
+        let mut interval = PROBE_AFTER;
+        loop {
+            let wake = (Instant::now() + interval).min(end);
+            tokio::select! {
+                result = &mut attempt => return result,
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+            if Instant::now() >= end {
+                return attempt.await;
+            }
+            let probe = self.inner.transport.request(
+                subjects::liveness(service, &instance),
+                Headers::new(),
+                bytes::Bytes::new(),
+                PROBE_TIMEOUT,
+            );
+            let answer = tokio::select! {
+                result = &mut attempt => return result,
+                answer = probe => answer,
+            };
+            match answer {
+                // Alive: the call is with it (or was lost elsewhere); wait it out.
+                Ok(_) => return attempt.await,
+                Err(error) if error.kind() == ErrorKind::NoResponders => {
+                    tracing::debug!(%service, %leader, "leader gone while a call waited on it");
+                    return Err(Refused {
+                        error: Error::new(
+                            ErrorKind::NoResponders,
+                            format!("leader {leader} of {service} is gone"),
+                        ),
+                        leader: Some(leader.to_owned()),
+                    });
+                }
+                // No answer (frozen, or the server is slow): ask again later.
+                Err(_) => interval = (interval * 2).min(MAX_PROBE_INTERVAL),
+            }
+        }
     }
 
     /// Sleeps `backoff` (not past `deadline`); returns the next backoff.
@@ -425,7 +503,8 @@ impl Client {
         self.inner.encoding.encode(&request)
     }
 
-    /// One request and its decoded reply, with whether a single-active leader answered.
+    /// One request and its decoded reply, with the single-active leader that answered,
+    /// if one did.
     async fn attempt<R: DeserializeOwned>(
         &self,
         payload: Vec<u8>,
@@ -433,7 +512,7 @@ impl Client {
         headers: &Headers,
         message_id: &str,
         left: Duration,
-    ) -> std::result::Result<(R, bool), Refused> {
+    ) -> std::result::Result<(R, Option<String>), Refused> {
         tracing::trace!(%subject, %message_id, "rpc call");
         let reply = self
             .inner
@@ -441,7 +520,10 @@ impl Client {
             .request(subject.to_owned(), headers.clone(), payload.into(), left)
             .await?;
 
-        let led = !reply.headers.is_empty() && reply.headers.get(LEADER_HEADER).is_some();
+        let led = match reply.headers.is_empty() {
+            true => None,
+            false => reply.headers.get(LEADER_HEADER).map(str::to_owned),
+        };
         hot::decode_response(&reply.payload, message_id)
             .map(|result| (result, led))
             .map_err(|error| Refused {

@@ -12,9 +12,8 @@ use tokio::task::JoinSet;
 
 use super::client::Client;
 use super::context::{InstanceInfo, RpcContext};
-use super::election::{replayed, Claim, Recorded};
 use super::handler::{failure_reply, Incoming, Outgoing, RpcHandler};
-use crate::domain::{error_code, Encoding};
+use crate::domain::{error_code, subjects, Encoding};
 use crate::ports::{Headers, InboundMessage, Subscription};
 
 /// Everything the dispatch loops of one running service share.
@@ -132,6 +131,12 @@ impl Dispatcher {
             MethodFrom::Fixed => method,
             MethodFrom::ThirdToken => message.subject.split('.').nth(2).map(Arc::from),
         };
+        if method.as_deref() == Some(subjects::LIVENESS_METHOD) {
+            // "Are you there?" from a caller waiting on this instance: any reply will do.
+            self.send_reply(reply_to, Headers::new(), Bytes::new())
+                .await;
+            return;
+        }
         let handler = method
             .as_ref()
             .and_then(|name| self.handlers.get(name).map(|h| (name.clone(), h.clone())));
@@ -171,32 +176,12 @@ impl Dispatcher {
                     }
                 };
                 // The leader names itself on its replies, so that callers know the
-                // method is exclusive and may retry it safely; a retry of a call run
-                // here gets that run's reply rather than a second run.
-                let mut run = None;
-                if let (Some(gate), Some(_)) = (&self.exclusive, fencing_token) {
+                // method is exclusive and whom to ask whether it is still alive.
+                if fencing_token.is_some() {
                     reply_headers.insert(
                         crate::domain::election::LEADER_HEADER,
                         self.instance.instance_id.as_str(),
                     );
-                    let id =
-                        crate::domain::envelope::peek_ids(&message.payload).and_then(|ids| ids.0);
-                    match id.map(|id| gate.replay.claim(&id)) {
-                        Some(Claim::Replay(slot)) => {
-                            drop(_admission);
-                            if let Some(recorded) = replayed(slot).await {
-                                self.send_reply(
-                                    reply_to,
-                                    recorded.headers.clone(),
-                                    recorded.payload.clone(),
-                                )
-                                .await;
-                            }
-                            return;
-                        }
-                        Some(Claim::Run(claimed)) => run = Some(claimed),
-                        None => {}
-                    }
                 }
                 let context = RpcContext {
                     instance: self.instance.clone(),
@@ -213,17 +198,7 @@ impl Dispatcher {
                     payload: message.payload,
                     context,
                 };
-                let outgoing = handler.call(incoming, self.encoding).await;
-                if let Some(run) = run {
-                    let payload = Bytes::from(outgoing.payload);
-                    run.finish(Recorded {
-                        headers: reply_headers.clone(),
-                        payload: payload.clone(),
-                    });
-                    self.send_reply(reply_to, reply_headers, payload).await;
-                    return;
-                }
-                outgoing
+                handler.call(incoming, self.encoding).await
             }
         };
         if outgoing.failed {

@@ -18,6 +18,17 @@ pub fn rpc_instance(service: &ServiceName, method: &MethodName, instance: &Insta
     format!("rpc.{service}.{method}.{instance}")
 }
 
+/// The method an instance answers on its own subject to say it is alive:
+/// `rpc.{service}._alive.{instance}`, with an empty reply. Method names cannot start
+/// with `_`, so it never meets a real method. Clients ask it while they wait on an
+/// exclusive call, to tell a slow leader from a dead one.
+pub const LIVENESS_METHOD: &str = "_alive";
+
+/// `rpc.{service}._alive.{instance}`: see [`LIVENESS_METHOD`].
+pub fn liveness(service: &ServiceName, instance: &InstanceId) -> String {
+    format!("rpc.{service}.{LIVENESS_METHOD}.{instance}")
+}
+
 /// `events.{domain}.{event_type}`.
 pub fn event(domain: &EventDomain, event_type: &EventType) -> String {
     format!("events.{domain}.{event_type}")
