@@ -1,0 +1,551 @@
+//! [`KvStore`] in memory: a bucket kept as a log of writes, the way a NATS KV bucket is
+//! a stream.
+//!
+//! Every write (put, delete, purge, expiry marker) gets the next bucket-wide revision
+//! and is appended to the log; each key keeps at most `history` records. Per-key TTLs
+//! run on tokio's clock, so a test with `tokio::time::pause()` decides when keys expire.
+//! An expired record is removed; when it was the last record of its key, an expiry
+//! marker takes its place (kept for the bucket's marker time, then removed silently), as
+//! the NATS server does.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::domain::kv_key::{validate_bucket, validate_key, validate_prefix};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ports::kv::{
+    BucketConfig, KvChange, KvEntry, KvOperation, KvStatus, KvStore, KvWatch, WatchStart,
+    WatchTarget,
+};
+
+/// The largest value a bucket without its own limit accepts: a default server's
+/// `max_payload`, 1 MiB.
+const SERVER_MAX_VALUE: usize = 1024 * 1024;
+
+/// A KV bucket in memory. Cheap to clone; clones share the bucket.
+#[derive(Clone)]
+pub struct MemoryKvStore {
+    inner: Arc<Bucket>,
+}
+
+struct Bucket {
+    name: String,
+    config: BucketConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    last_revision: u64,
+    /// Every record still stored, by revision.
+    log: BTreeMap<u64, Record>,
+    /// Each key's stored revisions, oldest first.
+    keys: BTreeMap<String, Vec<u64>>,
+    watchers: Vec<Watcher>,
+    /// Records with a TTL, by expiry; entries whose record is gone are skipped.
+    expiries: BTreeSet<(Instant, u64)>,
+    /// When each pending expiry is due, so one timer task serves each instant.
+    timers: HashSet<Instant>,
+}
+
+#[derive(Clone)]
+struct Record {
+    key: String,
+    operation: KvOperation,
+    value: Bytes,
+    created: DateTime<Utc>,
+    expires: Option<Instant>,
+}
+
+struct Watcher {
+    target: WatchTarget,
+    sender: mpsc::UnboundedSender<KvChange>,
+}
+
+impl Watcher {
+    fn wants(&self, key: &str) -> bool {
+        match &self.target {
+            WatchTarget::Key(wanted) => wanted == key,
+            WatchTarget::Prefix(prefix) => key.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+impl Record {
+    fn change(&self, revision: u64, pending: u64) -> KvChange {
+        KvChange {
+            key: self.key.clone(),
+            revision,
+            operation: self.operation,
+            value: self.value.clone(),
+            created: self.created,
+            pending,
+        }
+    }
+
+    fn entry(&self, revision: u64) -> KvEntry {
+        KvEntry {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            revision,
+            created: self.created,
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryKvStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryKvStore")
+            .field("bucket", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryKvStore {
+    /// A new, empty bucket with `config`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`] for an invalid bucket name;
+    /// [`ErrorKind::InvalidArgument`] for a history outside 1..=64 or an expiry marker
+    /// time under 1 s (as the NATS adapter).
+    pub fn new(config: &BucketConfig) -> Result<Self> {
+        validate_bucket(&config.name)?;
+        if !(1..=64).contains(&config.history) {
+            return Err(Error::invalid_argument("bucket history must be 1 to 64"));
+        }
+        if config
+            .expiry_markers
+            .is_some_and(|keep| keep < Duration::from_secs(1))
+        {
+            return Err(Error::invalid_argument(
+                "expiry markers must be kept at least 1 s",
+            ));
+        }
+        Ok(MemoryKvStore {
+            inner: Arc::new(Bucket {
+                name: config.name.clone(),
+                config: config.clone(),
+                state: Mutex::new(State::default()),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation completes before the guard drops; a panic cannot leave half.
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.expire(&self.inner.config, Instant::now());
+        state
+    }
+
+    /// The TTL as the server applies it: whole seconds, at least the marker time.
+    fn ttl(&self, ttl: Option<Duration>) -> Result<Option<Duration>> {
+        let Some(ttl) = ttl else { return Ok(None) };
+        if ttl < Duration::from_secs(1) {
+            return Err(Error::invalid_argument(format!(
+                "a key TTL must be at least 1 s, not {ttl:?}"
+            )));
+        }
+        let Some(keep) = self.inner.config.expiry_markers else {
+            return Err(Error::invalid_argument(format!(
+                "bucket {} was created without per-key TTL",
+                self.inner.name
+            )));
+        };
+        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        Ok(Some(Duration::from_secs(seconds).max(keep)))
+    }
+
+    fn check_size(&self, key: &str, value: &Bytes) -> Result<()> {
+        let limit = self
+            .inner
+            .config
+            .max_value_size
+            .map_or(SERVER_MAX_VALUE, |size| size as usize);
+        if value.len() > limit {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "write of key {key} failed: {} bytes exceed the bucket's limit of {limit}",
+                    value.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends one record for `key` if the key's last revision is `expected` (when
+    /// given); returns its revision.
+    fn write(
+        &self,
+        key: &str,
+        operation: KvOperation,
+        value: Bytes,
+        expected: Option<u64>,
+        ttl: Option<Duration>,
+    ) -> Result<u64> {
+        let mut state = self.lock();
+        if let Some(expected) = expected {
+            let last = state.last_of(key);
+            if last != expected {
+                return Err(Error::new(
+                    ErrorKind::RevisionMismatch,
+                    format!("write of key {key} failed: last revision is {last}, not {expected}"),
+                ));
+            }
+        }
+        let expires = ttl.map(|ttl| Instant::now() + ttl);
+        let revision = state.append(
+            &self.inner.config,
+            Record {
+                key: key.to_owned(),
+                operation,
+                value,
+                created: Utc::now(),
+                expires,
+            },
+        );
+        if let Some(at) = expires {
+            self.schedule(&mut state, at);
+        }
+        Ok(revision)
+    }
+
+    /// Makes sure someone expires the bucket at `at`, so watchers hear of an expiry
+    /// even when nobody touches the bucket.
+    fn schedule(&self, state: &mut State, at: Instant) {
+        if !state.timers.insert(at) {
+            return;
+        }
+        let bucket: Weak<Bucket> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(inner) = bucket.upgrade() {
+                let store = MemoryKvStore { inner };
+                store.lock().timers.remove(&at);
+            }
+        });
+    }
+
+    fn latest(&self, key: &str) -> Option<(KvOperation, KvEntry)> {
+        let state = self.lock();
+        let revision = *state.keys.get(key)?.last()?;
+        let record = &state.log[&revision];
+        Some((record.operation, record.entry(revision)))
+    }
+
+    fn live(&self, prefix: &str) -> Vec<KvEntry> {
+        let state = self.lock();
+        state
+            .keys
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter_map(|(_, revisions)| {
+                let revision = *revisions.last()?;
+                let record = &state.log[&revision];
+                (record.operation == KvOperation::Put).then(|| record.entry(revision))
+            })
+            .collect()
+    }
+}
+
+impl State {
+    fn last_of(&self, key: &str) -> u64 {
+        self.keys
+            .get(key)
+            .and_then(|revisions| revisions.last())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Stores `record` under the next revision, trims the key's history, and tells the
+    /// watchers.
+    fn append(&mut self, config: &BucketConfig, record: Record) -> u64 {
+        self.last_revision += 1;
+        let revision = self.last_revision;
+        let revisions = self.keys.entry(record.key.clone()).or_default();
+        if record.operation == KvOperation::Purge {
+            // A purge rolls the key up: its marker is all that is left.
+            for old in revisions.drain(..) {
+                self.log.remove(&old);
+            }
+        }
+        revisions.push(revision);
+        let excess = revisions.len().saturating_sub(usize::from(config.history));
+        for old in revisions.drain(..excess) {
+            self.log.remove(&old);
+        }
+        self.watchers.retain(|watcher| {
+            !watcher.wants(&record.key) || watcher.sender.send(record.change(revision, 0)).is_ok()
+        });
+        if let Some(expires) = record.expires {
+            self.expiries.insert((expires, revision));
+        }
+        self.log.insert(revision, record);
+        revision
+    }
+
+    /// Removes every record whose TTL ran out by `now`, oldest first, leaving an expiry
+    /// marker where a key's last record went.
+    fn expire(&mut self, config: &BucketConfig, now: Instant) {
+        loop {
+            let Some(&(expired_at, revision)) = self.expiries.first() else {
+                return;
+            };
+            if expired_at > now {
+                return;
+            }
+            self.expiries.pop_first();
+            // Trimmed or purged since.
+            let Some(record) = self.log.remove(&revision) else {
+                continue;
+            };
+            let revisions = self.keys.entry(record.key.clone()).or_default();
+            revisions.retain(|r| *r != revision);
+            if !revisions.is_empty() {
+                continue;
+            }
+            self.keys.remove(&record.key);
+            // A value's expiry leaves a marker; a marker's own expiry leaves nothing.
+            if let (KvOperation::Put, Some(keep)) = (record.operation, config.expiry_markers) {
+                self.append(
+                    config,
+                    Record {
+                        key: record.key,
+                        operation: KvOperation::Expired,
+                        value: Bytes::new(),
+                        created: Utc::now(),
+                        expires: Some(expired_at + keep),
+                    },
+                );
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl KvStore for MemoryKvStore {
+    fn bucket(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KvEntry>> {
+        validate_key(key)?;
+        Ok(match self.latest(key) {
+            Some((KvOperation::Put, entry)) => Some(entry),
+            _ => None,
+        })
+    }
+
+    async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<u64> {
+        validate_key(key)?;
+        let ttl = self.ttl(ttl)?;
+        self.check_size(key, &value)?;
+        self.write(key, KvOperation::Put, value, None, ttl)
+    }
+
+    async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<u64> {
+        validate_key(key)?;
+        let ttl = self.ttl(ttl)?;
+        self.check_size(key, &value)?;
+
+        // Check and write under one lock: a concurrent create loses.
+        let mut state = self.lock();
+        let last = state.last_of(key);
+        if last != 0 && state.log[&last].operation == KvOperation::Put {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("key {key} exists"),
+            ));
+        }
+        let expires = ttl.map(|ttl| Instant::now() + ttl);
+        let revision = state.append(
+            &self.inner.config,
+            Record {
+                key: key.to_owned(),
+                operation: KvOperation::Put,
+                value,
+                created: Utc::now(),
+                expires,
+            },
+        );
+        if let Some(at) = expires {
+            self.schedule(&mut state, at);
+        }
+        Ok(revision)
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_revision: u64,
+        ttl: Option<Duration>,
+    ) -> Result<u64> {
+        validate_key(key)?;
+        let ttl = self.ttl(ttl)?;
+        self.check_size(key, &value)?;
+        self.write(key, KvOperation::Put, value, Some(expected_revision), ttl)
+    }
+
+    async fn delete(&self, key: &str, expected_revision: Option<u64>) -> Result<()> {
+        validate_key(key)?;
+        self.write(
+            key,
+            KvOperation::Delete,
+            Bytes::new(),
+            expected_revision,
+            None,
+        )
+        .map(drop)
+    }
+
+    async fn purge(&self, key: &str, expected_revision: Option<u64>) -> Result<()> {
+        validate_key(key)?;
+        self.write(
+            key,
+            KvOperation::Purge,
+            Bytes::new(),
+            expected_revision,
+            None,
+        )
+        .map(drop)
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        validate_prefix(prefix)?;
+        Ok(self.live(prefix).into_iter().map(|entry| entry.key).collect())
+    }
+
+    async fn entries(&self, prefix: &str) -> Result<Vec<KvEntry>> {
+        validate_prefix(prefix)?;
+        Ok(self.live(prefix))
+    }
+
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<(KvOperation, KvEntry)>> {
+        validate_key(key)?;
+        let state = self.lock();
+        let Some(revisions) = state.keys.get(key) else {
+            return Ok(Vec::new());
+        };
+        Ok(revisions
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|revision| {
+                let record = &state.log[revision];
+                (record.operation, record.entry(*revision))
+            })
+            .collect())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KvEntry>>> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            found.push(self.get(key).await?);
+        }
+        Ok(found)
+    }
+
+    async fn put_many(
+        &self,
+        entries: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<Vec<u64>> {
+        for (key, _) in &entries {
+            validate_key(key)?;
+        }
+        let mut revisions = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            revisions.push(self.put(&key, value, ttl).await?);
+        }
+        Ok(revisions)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        for key in keys {
+            self.delete(key, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn status(&self) -> Result<KvStatus> {
+        let state = self.lock();
+        let config = &self.inner.config;
+        Ok(KvStatus {
+            bucket: self.inner.name.clone(),
+            values: state.log.len() as u64,
+            bytes: state
+                .log
+                .values()
+                .map(|record| (record.key.len() + record.value.len()) as u64)
+                .sum(),
+            history: i64::from(config.history),
+            max_value_size: config
+                .max_value_size
+                .map_or(-1, |size| i32::try_from(size).unwrap_or(i32::MAX)),
+            replicas: config.replicas.max(1),
+            storage: config.storage,
+            ttl_enabled: config.expiry_markers.is_some(),
+            last_revision: state.last_revision,
+        })
+    }
+
+    async fn watch(&self, target: WatchTarget, start: WatchStart) -> Result<KvWatch> {
+        match &target {
+            WatchTarget::Key(key) => validate_key(key)?,
+            WatchTarget::Prefix(prefix) => validate_prefix(prefix)?,
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let watcher = Watcher { target, sender };
+
+        // The current values and the registration under one lock: no write falls
+        // between them.
+        let mut state = self.lock();
+        let mut current: Vec<(u64, &Record)> = match start {
+            WatchStart::NewOnly => Vec::new(),
+            WatchStart::CurrentValues => state
+                .keys
+                .iter()
+                .filter(|(key, _)| watcher.wants(key))
+                .filter_map(|(_, revisions)| revisions.last())
+                .map(|revision| (*revision, &state.log[revision]))
+                .collect(),
+        };
+        current.sort_by_key(|(revision, _)| *revision);
+        let total = current.len() as u64;
+        let initial: Vec<KvChange> = current
+            .iter()
+            .enumerate()
+            .map(|(i, (revision, record))| record.change(*revision, total - 1 - i as u64))
+            .collect();
+        state.watchers.push(watcher);
+        drop(state);
+
+        let current_at_start = initial.is_empty();
+        let live = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|change| (change, receiver))
+        });
+        Ok(KvWatch::new(
+            futures::stream::iter(initial).chain(live),
+            current_at_start,
+        ))
+    }
+}

@@ -1,0 +1,525 @@
+//! Durable streams and consumers in memory: what the event bus and the command queue
+//! are made of, as JetStream streams and consumers are on a server.
+//!
+//! A stream stores the messages published to its subjects under growing sequence
+//! numbers, deduplicated by message id within its duplicate window. A consumer walks one
+//! stream: it hands out each matching message, remembers it as pending until it is
+//! settled, and hands it out again when its deadline passes (the ack wait after a
+//! delivery, the delay of a nak). Users of one consumer share it, so each message goes
+//! to one of them. All times are tokio's, so a paused clock drives redelivery.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::subject;
+use crate::domain::event_pattern::subject_covers;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ports::events::{PublishReceipt, Retention, StartAt, StreamState};
+use crate::ports::Headers;
+
+/// The largest message (headers and payload) a default server accepts: 1 MiB.
+const MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// A stream to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamConfig {
+    pub(crate) name: String,
+    pub(crate) subjects: Vec<String>,
+    pub(crate) retention: Retention,
+    pub(crate) max_messages: Option<u64>,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) duplicate_window: Duration,
+}
+
+/// A consumer to create (or use as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsumerConfig {
+    pub(crate) filter: String,
+    pub(crate) start: StartAt,
+    pub(crate) ack_wait: Duration,
+    pub(crate) max_ack_pending: usize,
+    pub(crate) inactive_threshold: Option<Duration>,
+}
+
+/// A message handed to a consumer's user.
+#[derive(Debug, Clone)]
+pub(crate) struct Taken {
+    pub(crate) subject: String,
+    pub(crate) headers: Headers,
+    pub(crate) payload: Bytes,
+    pub(crate) sequence: u64,
+    /// Deliveries so far, this one included.
+    pub(crate) delivered: u64,
+}
+
+/// How a delivery is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settlement {
+    Ack,
+    Nak(Duration),
+    InProgress,
+    Term,
+}
+
+/// Every stream of one in-memory server. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Streams {
+    inner: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<HashMap<String, Stream>>,
+    /// Woken on every change a waiting consumer may care about.
+    changed: Notify,
+}
+
+struct Stream {
+    config: StreamConfig,
+    messages: BTreeMap<u64, Stored>,
+    last_sequence: u64,
+    /// Message ids seen within the duplicate window: id -> (sequence, when).
+    ids: HashMap<String, (u64, Instant)>,
+    consumers: BTreeMap<String, Consumer>,
+}
+
+struct Stored {
+    subject: String,
+    headers: Headers,
+    payload: Bytes,
+    stored_at: Instant,
+    time: SystemTime,
+}
+
+struct Consumer {
+    config: ConsumerConfig,
+    /// The next sequence to look at for a first delivery.
+    cursor: u64,
+    pending: BTreeMap<u64, Pending>,
+    users: usize,
+    idle_since: Instant,
+}
+
+struct Pending {
+    delivered: u64,
+    /// When it is handed out again unless settled first.
+    due: Instant,
+}
+
+/// What a consumer has for its user now.
+enum Next {
+    Ready(Taken),
+    /// Nothing yet; something may become due at this time.
+    Wait(Option<Instant>),
+}
+
+impl Stream {
+    /// Applies the age limit and forgets message ids past the duplicate window.
+    fn expire(&mut self, now: Instant) {
+        if let Some(max_age) = self.config.max_age {
+            while let Some(entry) = self.messages.first_entry() {
+                if entry.get().stored_at + max_age > now {
+                    break;
+                }
+                entry.remove();
+            }
+        }
+        let window = self.config.duplicate_window;
+        self.ids.retain(|_, (_, at)| *at + window > now);
+        self.consumers.retain(|_, consumer| match consumer.config.inactive_threshold {
+            Some(threshold) if consumer.users == 0 => consumer.idle_since + threshold > now,
+            _ => true,
+        });
+    }
+
+    fn state(&self) -> StreamState {
+        StreamState {
+            name: self.config.name.clone(),
+            subjects: self.config.subjects.clone(),
+            retention: self.config.retention,
+            messages: self.messages.len() as u64,
+        }
+    }
+
+    fn start_cursor(&self, start: StartAt) -> u64 {
+        match start {
+            StartAt::New => self.last_sequence + 1,
+            StartAt::First => 1,
+            StartAt::Sequence(sequence) => sequence.max(1),
+            StartAt::Time(time) => self
+                .messages
+                .iter()
+                .find(|(_, message)| message.time >= time)
+                .map_or(self.last_sequence + 1, |(sequence, _)| *sequence),
+        }
+    }
+
+    fn take(&mut self, name: &str, now: Instant) -> Next {
+        let Some(consumer) = self.consumers.get_mut(name) else {
+            return Next::Wait(None);
+        };
+        // Redeliveries first, oldest sequence first; one whose message is gone (removed
+        // by a limit) is forgotten.
+        let due: Vec<u64> = consumer
+            .pending
+            .iter()
+            .filter(|(_, pending)| pending.due <= now)
+            .map(|(sequence, _)| *sequence)
+            .collect();
+        for sequence in due {
+            let Some(message) = self.messages.get(&sequence) else {
+                consumer.pending.remove(&sequence);
+                continue;
+            };
+            let pending = consumer.pending.get_mut(&sequence).expect("listed above");
+            pending.delivered += 1;
+            pending.due = now + consumer.config.ack_wait;
+            return Next::Ready(taken(sequence, message, pending.delivered));
+        }
+
+        if consumer.pending.len() < consumer.config.max_ack_pending.max(1) {
+            let found = self
+                .messages
+                .range(consumer.cursor..)
+                .find(|(_, message)| subject::matches(&consumer.config.filter, &message.subject));
+            if let Some((&sequence, message)) = found {
+                consumer.cursor = sequence + 1;
+                consumer.pending.insert(
+                    sequence,
+                    Pending {
+                        delivered: 1,
+                        due: now + consumer.config.ack_wait,
+                    },
+                );
+                return Next::Ready(taken(sequence, message, 1));
+            }
+            consumer.cursor = self.last_sequence + 1;
+        }
+        Next::Wait(consumer.pending.values().map(|pending| pending.due).min())
+    }
+}
+
+fn taken(sequence: u64, message: &Stored, delivered: u64) -> Taken {
+    Taken {
+        subject: message.subject.clone(),
+        headers: message.headers.clone(),
+        payload: message.payload.clone(),
+        sequence,
+        delivered,
+    }
+}
+
+fn not_found(stream: &str) -> Error {
+    Error::new(ErrorKind::NotFound, format!("no stream {stream}"))
+}
+
+/// Whether two subject filters can match one subject.
+fn overlap(a: &str, b: &str) -> bool {
+    subject_covers(a, b) || subject_covers(b, a)
+}
+
+impl Streams {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Stream>> {
+        // Every change completes under the guard; a panic cannot leave half of one.
+        let mut streams = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        for stream in streams.values_mut() {
+            stream.expire(now);
+        }
+        streams
+    }
+
+    /// Stream `name` as it is now.
+    pub(crate) fn stream(&self, name: &str) -> Result<StreamState> {
+        self.lock()
+            .get(name)
+            .map(Stream::state)
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Creates a stream. Creating one that exists with the same configuration succeeds,
+    /// as on a server.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when it exists with another configuration, `Storage` when its
+    /// subjects overlap another stream's.
+    pub(crate) fn create(&self, config: StreamConfig) -> Result<StreamState> {
+        let mut streams = self.lock();
+        if let Some(existing) = streams.get(&config.name) {
+            if existing.config == config {
+                return Ok(existing.state());
+            }
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("stream {} exists with another configuration", config.name),
+            ));
+        }
+        for other in streams.values() {
+            for theirs in &other.config.subjects {
+                if config.subjects.iter().any(|ours| overlap(ours, theirs)) {
+                    return Err(Error::new(
+                        ErrorKind::Storage,
+                        format!(
+                            "cannot create stream {}: its subjects overlap stream {}'s",
+                            config.name, other.config.name
+                        ),
+                    ));
+                }
+            }
+        }
+        let stream = Stream {
+            config: config.clone(),
+            messages: BTreeMap::new(),
+            last_sequence: 0,
+            ids: HashMap::new(),
+            consumers: BTreeMap::new(),
+        };
+        let state = stream.state();
+        streams.insert(config.name, stream);
+        tracing::debug!(stream = %state.name, "created in-memory stream");
+        Ok(state)
+    }
+
+    /// Checks a message's size before it is "sent".
+    pub(crate) fn check_size(subject: &str, headers: &Headers, payload: &Bytes) -> Result<()> {
+        let size = headers.wire_len() + payload.len();
+        if size > MAX_PAYLOAD {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!("message to {subject} of {size} bytes exceeds max_payload of {MAX_PAYLOAD} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stores a message in the stream that captures `subject`.
+    ///
+    /// # Errors
+    /// `NotFound` when no stream captures it.
+    pub(crate) fn publish(
+        &self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+        message_id: Option<&str>,
+    ) -> Result<PublishReceipt> {
+        let mut streams = self.lock();
+        let stream = streams
+            .values_mut()
+            .find(|stream| {
+                stream
+                    .config
+                    .subjects
+                    .iter()
+                    .any(|pattern| subject::matches(pattern, &subject))
+            })
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("no stream captures subject {subject}"),
+                )
+            })?;
+
+        let now = Instant::now();
+        if let Some(id) = message_id {
+            if let Some((sequence, _)) = stream.ids.get(id) {
+                return Ok(PublishReceipt {
+                    stream: stream.config.name.clone(),
+                    sequence: *sequence,
+                    duplicate: true,
+                });
+            }
+        }
+        stream.last_sequence += 1;
+        let sequence = stream.last_sequence;
+        if let Some(id) = message_id {
+            stream.ids.insert(id.to_owned(), (sequence, now));
+        }
+        stream.messages.insert(
+            sequence,
+            Stored {
+                subject,
+                headers,
+                payload,
+                stored_at: now,
+                time: SystemTime::now(),
+            },
+        );
+        // Discard old.
+        if let Some(max) = stream.config.max_messages {
+            while stream.messages.len() as u64 > max {
+                stream.messages.pop_first();
+            }
+        }
+        let receipt = PublishReceipt {
+            stream: stream.config.name.clone(),
+            sequence,
+            duplicate: false,
+        };
+        drop(streams);
+        self.inner.changed.notify_waiters();
+        Ok(receipt)
+    }
+
+    /// Creates consumer `name` on `stream` unless it exists; returns its configuration
+    /// as it is.
+    ///
+    /// # Errors
+    /// `NotFound` when the stream does not exist.
+    pub(crate) fn consumer(
+        &self,
+        stream: &str,
+        name: &str,
+        config: &ConsumerConfig,
+    ) -> Result<ConsumerConfig> {
+        let mut streams = self.lock();
+        let found = streams.get_mut(stream).ok_or_else(|| not_found(stream))?;
+        if let Some(existing) = found.consumers.get(name) {
+            return Ok(existing.config.clone());
+        }
+        let cursor = found.start_cursor(config.start);
+        found.consumers.insert(
+            name.to_owned(),
+            Consumer {
+                config: config.clone(),
+                cursor,
+                pending: BTreeMap::new(),
+                users: 0,
+                idle_since: Instant::now(),
+            },
+        );
+        Ok(config.clone())
+    }
+
+    /// Counts a user of a consumer in (`true`) or out; a consumer with an inactivity
+    /// threshold is removed once it had no user for that long.
+    pub(crate) fn attach(&self, stream: &str, name: &str, attach: bool) {
+        let mut streams = self.lock();
+        let Some(consumer) = streams
+            .get_mut(stream)
+            .and_then(|s| s.consumers.get_mut(name))
+        else {
+            return;
+        };
+        if attach {
+            consumer.users += 1;
+        } else {
+            consumer.users = consumer.users.saturating_sub(1);
+            consumer.idle_since = Instant::now();
+        }
+    }
+
+    /// Deletes a consumer; one that does not exist is fine.
+    pub(crate) fn delete_consumer(&self, stream: &str, name: &str) -> Result<()> {
+        let mut streams = self.lock();
+        let found = streams.get_mut(stream).ok_or_else(|| not_found(stream))?;
+        found.consumers.remove(name);
+        Ok(())
+    }
+
+    /// The names of a stream's consumers, sorted.
+    pub(crate) fn consumer_names(&self, stream: &str) -> Result<Vec<String>> {
+        let streams = self.lock();
+        let found = streams.get(stream).ok_or_else(|| not_found(stream))?;
+        Ok(found.consumers.keys().cloned().collect())
+    }
+
+    /// Waits for the next message of consumer `name` until `deadline` (`None`: for
+    /// ever). A consumer deleted meanwhile is created again with `recreate`, as the NATS
+    /// adapter sets a lost consumer up again.
+    pub(crate) async fn next(
+        &self,
+        stream: &str,
+        name: &str,
+        recreate: &ConsumerConfig,
+        deadline: Option<Instant>,
+    ) -> Option<Taken> {
+        loop {
+            // Register for a wake-up before looking, so a change between the look and
+            // the wait is not missed.
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+
+            let wait = {
+                let mut streams = self.lock();
+                let found = streams.get_mut(stream)?;
+                if !found.consumers.contains_key(name) {
+                    drop(streams);
+                    // The stream is there, so this only fails if it went meanwhile.
+                    self.consumer(stream, name, recreate).ok()?;
+                    self.attach(stream, name, true);
+                    continue;
+                }
+                match found.take(name, Instant::now()) {
+                    Next::Ready(taken) => return Some(taken),
+                    Next::Wait(until) => match (until, deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    },
+                }
+            };
+
+            // Either something changed, or a redelivery (or the deadline) is due.
+            match wait {
+                Some(until) => {
+                    tokio::select! {
+                        _ = &mut changed => {}
+                        _ = tokio::time::sleep_until(until) => {}
+                    }
+                }
+                None => changed.await,
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return None;
+            }
+        }
+    }
+
+    /// Settles delivery `sequence` of consumer `name`. Settling one that is no longer
+    /// pending (redelivered and acknowledged elsewhere, say) does nothing.
+    pub(crate) fn settle(&self, stream: &str, name: &str, sequence: u64, how: Settlement) {
+        let mut streams = self.lock();
+        let Some(found) = streams.get_mut(stream) else {
+            return;
+        };
+        let work_queue = found.config.retention == Retention::WorkQueue;
+        let Some(consumer) = found.consumers.get_mut(name) else {
+            return;
+        };
+        let now = Instant::now();
+        match how {
+            Settlement::Ack => {
+                if consumer.pending.remove(&sequence).is_some() && work_queue {
+                    found.messages.remove(&sequence);
+                }
+            }
+            Settlement::Term => {
+                if consumer.pending.remove(&sequence).is_some() && work_queue {
+                    found.messages.remove(&sequence);
+                }
+            }
+            Settlement::Nak(delay) => {
+                if let Some(pending) = consumer.pending.get_mut(&sequence) {
+                    pending.due = now + delay;
+                }
+            }
+            Settlement::InProgress => {
+                if let Some(pending) = consumer.pending.get_mut(&sequence) {
+                    pending.due = now + consumer.config.ack_wait;
+                }
+            }
+        }
+        drop(streams);
+        self.inner.changed.notify_waiters();
+    }
+}
