@@ -14,6 +14,9 @@ use crate::ports::events::{
 };
 use crate::ports::Headers;
 
+/// The header JetStream keeps a message's deduplication id in.
+const MESSAGE_ID_HEADER: &str = "Nats-Msg-Id";
+
 /// Durable event streams in memory. Cheap to clone; clones (and every client of one
 /// [`MemoryBackend`](super::MemoryBackend)) share the streams.
 #[derive(Clone)]
@@ -89,10 +92,12 @@ impl EventBus for MemoryEventBus {
     async fn publish(
         &self,
         subject: String,
-        headers: Headers,
+        mut headers: Headers,
         payload: Bytes,
         message_id: &str,
     ) -> Result<PendingAck> {
+        // A server stores the id with the message, where consumers see it.
+        headers.insert(MESSAGE_ID_HEADER, message_id);
         Streams::check_size(&subject, &headers, &payload)?;
         let stored = self
             .streams
