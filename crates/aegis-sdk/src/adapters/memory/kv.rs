@@ -6,10 +6,11 @@
 //! run on tokio's clock, so a test with `tokio::time::pause()` decides when keys expire.
 //! An expired record is removed; when it was the last record of its key, an expiry
 //! marker takes its place (kept for the bucket's marker time, then removed silently), as
-//! the NATS server does.
+//! the NATS server does. Expiry is lazy: every operation first removes what is due, and
+//! a watch wakes itself when the next expiry is due, so no background task is needed.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,8 +53,6 @@ struct State {
     watchers: Vec<Watcher>,
     /// Records with a TTL, by expiry; entries whose record is gone are skipped.
     expiries: BTreeSet<(Instant, u64)>,
-    /// When each pending expiry is due, so one timer task serves each instant.
-    timers: HashSet<Instant>,
 }
 
 #[derive(Clone)]
@@ -205,37 +204,21 @@ impl MemoryKvStore {
                 ));
             }
         }
-        let expires = ttl.map(|ttl| Instant::now() + ttl);
-        let revision = state.append(
+        Ok(state.append(
             &self.inner.config,
             Record {
                 key: key.to_owned(),
                 operation,
                 value,
                 created: Utc::now(),
-                expires,
+                expires: ttl.map(|ttl| Instant::now() + ttl),
             },
-        );
-        if let Some(at) = expires {
-            self.schedule(&mut state, at);
-        }
-        Ok(revision)
+        ))
     }
 
-    /// Makes sure someone expires the bucket at `at`, so watchers hear of an expiry
-    /// even when nobody touches the bucket.
-    fn schedule(&self, state: &mut State, at: Instant) {
-        if !state.timers.insert(at) {
-            return;
-        }
-        let bucket: Weak<Bucket> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            if let Some(inner) = bucket.upgrade() {
-                let store = MemoryKvStore { inner };
-                store.lock().timers.remove(&at);
-            }
-        });
+    /// When the next record expires, if any has a TTL.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.lock().expiries.first().map(|(at, _)| *at)
     }
 
     fn latest(&self, key: &str) -> Option<(KvOperation, KvEntry)> {
@@ -369,21 +352,16 @@ impl KvStore for MemoryKvStore {
                 format!("key {key} exists"),
             ));
         }
-        let expires = ttl.map(|ttl| Instant::now() + ttl);
-        let revision = state.append(
+        Ok(state.append(
             &self.inner.config,
             Record {
                 key: key.to_owned(),
                 operation: KvOperation::Put,
                 value,
                 created: Utc::now(),
-                expires,
+                expires: ttl.map(|ttl| Instant::now() + ttl),
             },
-        );
-        if let Some(at) = expires {
-            self.schedule(&mut state, at);
-        }
-        Ok(revision)
+        ))
     }
 
     async fn update(
@@ -539,9 +517,25 @@ impl KvStore for MemoryKvStore {
         state.watchers.push(watcher);
         drop(state);
 
+        // Expiries happen when someone looks. A watcher looks by itself when the next
+        // one is due, so it hears of it even if nobody else touches the bucket; the
+        // expiry runs on the watcher's own runtime and clock.
         let current_at_start = initial.is_empty();
-        let live = futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|change| (change, receiver))
+        let store = self.clone();
+        let live = futures::stream::unfold((receiver, store), |(mut receiver, store)| async move {
+            loop {
+                let change = match store.next_expiry() {
+                    Some(at) => tokio::select! {
+                        change = receiver.recv() => change,
+                        _ = tokio::time::sleep_until(at) => {
+                            drop(store.lock());
+                            continue;
+                        }
+                    },
+                    None => receiver.recv().await,
+                };
+                return change.map(|change| (change, (receiver, store)));
+            }
         });
         Ok(KvWatch::new(
             futures::stream::iter(initial).chain(live),
