@@ -14,8 +14,7 @@ use aegis_sdk::application::commands::WorkerOptions;
 use aegis_sdk::ports::events::{ConsumerSpec, Delivery, Settle, StartAt, StreamSpec};
 use aegis_sdk::ports::Headers;
 use aegis_sdk::{
-    Client, CommandContext, CommandState, CommandStatus, ErrorKind, HandlerError, Priority,
-    Service,
+    Client, CommandContext, CommandState, CommandStatus, ErrorKind, HandlerError, Priority, Service,
 };
 use backends::Backend;
 use futures::StreamExt;
@@ -241,7 +240,11 @@ async fn a_backlog_runs_in_priority_order(backend: Backend) {
         ] {
             handles.push(
                 client
-                    .send_command("ranked", "job", json!({"name": format!("{priority}-{round}")}))
+                    .send_command(
+                        "ranked",
+                        "job",
+                        json!({"name": format!("{priority}-{round}")}),
+                    )
                     .priority(priority)
                     .await
                     .unwrap(),
@@ -362,7 +365,10 @@ async fn a_command_past_its_timeout_is_cancelled(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(saw_cancel.load(Ordering::SeqCst), "the handler saw the cancel");
+    assert!(
+        saw_cancel.load(Ordering::SeqCst),
+        "the handler saw the cancel"
+    );
     final_status(&client, &id, CommandState::TimedOut).await;
     service.stop().await.unwrap();
 }

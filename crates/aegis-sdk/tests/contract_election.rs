@@ -169,7 +169,11 @@ async fn single_active_service_elects_one_leader_and_hands_over(backend: Backend
     );
 
     // The leader stops: another instance takes over, with a later fencing token.
-    let old_token = services[leader].leadership().unwrap().fencing_token().unwrap();
+    let old_token = services[leader]
+        .leadership()
+        .unwrap()
+        .fencing_token()
+        .unwrap();
     services[leader].stop().await.unwrap();
     let rest: Vec<Service> = services
         .iter()

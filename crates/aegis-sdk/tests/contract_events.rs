@@ -206,8 +206,18 @@ async fn broadcast_reaches_every_instance_in_order(backend: Backend) {
     let publisher = client.event_publisher().unwrap();
     let published = publish_many(&publisher, "price", "changed", 30).await;
 
-    wait_until("90 deliveries", Duration::from_secs(20), || seen.len() >= 90).await;
-    assert_eq!(bus(&client).consumer_names(EVENTS_STREAM).await.unwrap().len(), 3);
+    wait_until("90 deliveries", Duration::from_secs(20), || {
+        seen.len() >= 90
+    })
+    .await;
+    assert_eq!(
+        bus(&client)
+            .consumer_names(EVENTS_STREAM)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     for service in &services {
         service.stop().await.unwrap();
     }
@@ -262,7 +272,12 @@ async fn wildcard_patterns_follow_nats_rules(backend: Backend) {
     .await;
     service.stop().await.unwrap();
 
-    let set = |subjects: &[&str]| subjects.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+    let set = |subjects: &[&str]| {
+        subjects
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<HashSet<_>>()
+    };
     assert_eq!(star.subjects(), set(&["events.order.created"]));
     assert_eq!(
         tail.subjects(),
@@ -401,7 +416,10 @@ async fn always_failing_event_goes_to_the_dead_letters(backend: Backend) {
         .publish_event("order", "shipped", json!({}))
         .await
         .unwrap();
-    wait_until("a later event", Duration::from_secs(10), || after.len() == 1).await;
+    wait_until("a later event", Duration::from_secs(10), || {
+        after.len() == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     service.stop().await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 3);
@@ -431,7 +449,10 @@ async fn undecodable_event_is_dead_lettered_after_one_attempt(backend: Backend) 
         .publish_event("order", "created", json!({}))
         .await
         .unwrap();
-    wait_until("the valid event", Duration::from_secs(20), || seen.len() == 1).await;
+    wait_until("the valid event", Duration::from_secs(20), || {
+        seen.len() == 1
+    })
+    .await;
     let letters = dead_letters(&client).await;
     service.stop().await.unwrap();
     assert_eq!(letters.len(), 1);
@@ -608,7 +629,11 @@ async fn streams_and_names_are_checked(backend: Backend) {
 
     // Too large for the server.
     let err = client
-        .publish_event("order", "created", json!({"blob": "x".repeat(2 * 1024 * 1024)}))
+        .publish_event(
+            "order",
+            "created",
+            json!({"blob": "x".repeat(2 * 1024 * 1024)}),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);

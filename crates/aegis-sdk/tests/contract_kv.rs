@@ -98,7 +98,10 @@ async fn concurrent_writers_conflict(backend: Backend) {
         tokio::spawn(async move { kv.create("leader", &i, None).await })
     });
     let results: Vec<_> = futures::future::join_all(creates).await;
-    let won = results.iter().filter(|r| r.as_ref().unwrap().is_ok()).count();
+    let won = results
+        .iter()
+        .filter(|r| r.as_ref().unwrap().is_ok())
+        .count();
     assert_eq!(won, 1, "{results:?}");
     for result in &results {
         if let Err(e) = result.as_ref().unwrap() {

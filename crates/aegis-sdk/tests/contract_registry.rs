@@ -63,7 +63,9 @@ async fn a_started_service_registers_by_the_contract_and_deregisters_on_stop(bac
     let service = echo_service("echo-a", Registration::new(options()));
     service.start(&client).await.unwrap();
 
-    let registry = ServiceRegistry::open(&backend.client().await).await.unwrap();
+    let registry = ServiceRegistry::open(&backend.client().await)
+        .await
+        .unwrap();
     let key = instance_key(
         &ServiceName::new(SERVICE).unwrap(),
         &InstanceId::new("echo-a").unwrap(),
@@ -102,7 +104,11 @@ async fn heartbeats_keep_an_entry_past_its_ttl(backend: Backend) {
 
     // Three TTLs later, still there, with a later heartbeat.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let later = registry.get(&name, &id).await.unwrap().expect("still registered");
+    let later = registry
+        .get(&name, &id)
+        .await
+        .unwrap()
+        .expect("still registered");
     assert!(later.last_heartbeat_at().unwrap() > first.last_heartbeat_at().unwrap());
 
     // A deleted entry is back after the next heartbeat.

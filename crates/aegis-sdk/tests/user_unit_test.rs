@@ -57,10 +57,13 @@ fn inventory(reservations: Kv, shipped: Arc<Mutex<Vec<String>>>) -> Service {
                 }
             },
         )
-        .on_command("rebuild_index", |ctx: CommandContext, _: Value| async move {
-            ctx.progress(50.0, "halfway").await?;
-            Ok::<_, HandlerError>(json!({"rebuilt": true}))
-        })
+        .on_command(
+            "rebuild_index",
+            |ctx: CommandContext, _: Value| async move {
+                ctx.progress(50.0, "halfway").await?;
+                Ok::<_, HandlerError>(json!({"rebuilt": true}))
+            },
+        )
         .build()
         .unwrap()
 }
@@ -207,7 +210,10 @@ async fn a_single_active_service_elects_a_leader_in_memory() {
 
     // Whichever instance takes the call, the leader runs it.
     let client = backend.client();
-    let reply: Value = client.call("ledger", "close_books", json!({})).await.unwrap();
+    let reply: Value = client
+        .call("ledger", "close_books", json!({}))
+        .await
+        .unwrap();
     assert_eq!(reply["by"], leaders[0].instance_id().as_str());
     for instance in &instances {
         instance.stop().await.unwrap();

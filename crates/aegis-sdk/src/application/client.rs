@@ -66,7 +66,11 @@ impl Client {
     pub async fn connect(options: &ConnectOptions) -> Result<Client> {
         let nats = NatsTransport::connect(options).await?;
         let backend = Arc::new(NatsBackend::new(nats.clone()));
-        Ok(Client::build(Arc::new(nats.clone()), Some(backend), Some(nats)))
+        Ok(Client::build(
+            Arc::new(nats.clone()),
+            Some(backend),
+            Some(nats),
+        ))
     }
 
     /// A client over any [`Transport`], for RPC only: events, commands, KV and

@@ -44,7 +44,9 @@ impl LeaseStore for MemoryLeaseStore {
             .create(&self.key, record.to_json().into(), Some(whole_seconds(ttl)))
             .await
             .map_err(|e| match e.kind() {
-                ErrorKind::AlreadyExists => Error::new(ErrorKind::AlreadyExists, "the lease is held"),
+                ErrorKind::AlreadyExists => {
+                    Error::new(ErrorKind::AlreadyExists, "the lease is held")
+                }
                 _ => e,
             })
     }

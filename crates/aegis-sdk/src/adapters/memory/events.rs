@@ -152,4 +152,3 @@ impl EventBus for MemoryEventBus {
         self.streams.consumer_names(stream)
     }
 }
-

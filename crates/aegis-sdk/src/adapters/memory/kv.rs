@@ -403,7 +403,11 @@ impl KvStore for MemoryKvStore {
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         validate_prefix(prefix)?;
-        Ok(self.live(prefix).into_iter().map(|entry| entry.key).collect())
+        Ok(self
+            .live(prefix)
+            .into_iter()
+            .map(|entry| entry.key)
+            .collect())
     }
 
     async fn entries(&self, prefix: &str) -> Result<Vec<KvEntry>> {

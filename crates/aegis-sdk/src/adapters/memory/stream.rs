@@ -131,10 +131,11 @@ impl Stream {
         }
         let window = self.config.duplicate_window;
         self.ids.retain(|_, (_, at)| *at + window > now);
-        self.consumers.retain(|_, consumer| match consumer.config.inactive_threshold {
-            Some(threshold) if consumer.users == 0 => consumer.idle_since + threshold > now,
-            _ => true,
-        });
+        self.consumers
+            .retain(|_, consumer| match consumer.config.inactive_threshold {
+                Some(threshold) if consumer.users == 0 => consumer.idle_since + threshold > now,
+                _ => true,
+            });
     }
 
     fn state(&self) -> StreamState {
