@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aegis_sdk::adapters::memory::MemoryBackend;
+use aegis_sdk::application::events::dead_letter;
 use aegis_sdk::application::kv::Kv;
 use aegis_sdk::domain::Event;
 use aegis_sdk::ports::kv::BucketConfig;
 use aegis_sdk::{
-    Client, CommandContext, DeliveryMode, ErrorKind, EventContext, FailoverPolicy, HandlerError,
-    RpcContext, Service,
+    Client, CommandContext, DeliveryMode, ErrorKind, EventContext, EventSubscription,
+    FailoverPolicy, HandlerError, RpcContext, Service,
 };
 use serde_json::{json, Value};
 
@@ -218,4 +219,76 @@ async fn a_single_active_service_elects_a_leader_in_memory() {
     for instance in &instances {
         instance.stop().await.unwrap();
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_a_service_published_and_gave_up_on_can_be_read_back() {
+    let backend = MemoryBackend::new();
+    let service = Service::builder("payments")
+        .events(
+            EventSubscription::new(
+                "order.placed",
+                DeliveryMode::Compete,
+                |ctx: EventContext, event: Event<Value>| async move {
+                    if event.payload["amount"].as_i64() < Some(0) {
+                        return Err(HandlerError::invalid_request("negative amount"));
+                    }
+                    // The handler's reaction: an event of its own.
+                    ctx.client()
+                        .publish_event("payment", "charged", json!({"order": event.payload["id"]}))
+                        .await
+                        .map_err(HandlerError::msg)?;
+                    Ok(())
+                },
+            )
+            .max_deliveries(2),
+        )
+        .build()
+        .unwrap();
+    service.start(&backend.client()).await.unwrap();
+
+    let client = backend.client();
+    client
+        .publish_event("order", "placed", json!({"id": "o-1", "amount": 5}))
+        .await
+        .unwrap();
+    client
+        .publish_event("order", "placed", json!({"id": "o-2", "amount": -5}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    service.stop().await.unwrap();
+
+    // Everything published, in order: the two orders and the one charge.
+    let events: Vec<Event<Value>> = backend
+        .messages("EVENTS")
+        .unwrap()
+        .iter()
+        .map(|m| Event::decode(&m.payload).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.domain.as_str(), e.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("order", "placed"),
+            ("order", "placed"),
+            ("payment", "charged")
+        ]
+    );
+    assert_eq!(events[2].payload, json!({"order": "o-1"}));
+    assert_eq!(
+        events[2].source.as_deref(),
+        Some(service.instance_id().as_str())
+    );
+
+    // The poison order went to the dead letters after its two attempts.
+    let letters = backend.messages("EVENTS_DLQ").unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].subject, "dlq.events.order.placed");
+    assert_eq!(letters[0].headers.get(dead_letter::ATTEMPTS), Some("2"));
+    let poison: Event<Value> = Event::decode(&letters[0].payload).unwrap();
+    assert_eq!(poison.payload["id"], "o-2");
 }

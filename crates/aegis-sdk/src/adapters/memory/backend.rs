@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::commands::{MemoryCommandQueue, MemoryCommandStore};
 use super::election::MemoryLeaseStore;
-use super::events::MemoryEventBus;
+use super::events::{MemoryEventBus, StoredMessage};
 use super::kv::MemoryKvStore;
 use super::stream::Streams;
 use super::transport::MemoryTransport;
@@ -72,6 +72,28 @@ impl MemoryBackend {
     /// The core message bus.
     pub fn transport(&self) -> &MemoryTransport {
         &self.transport
+    }
+
+    /// Every message still stored in stream `stream`, oldest first: `EVENTS` for the
+    /// events published so far, `EVENTS_DLQ` and `COMMANDS_DLQ` for dead letters,
+    /// `COMMANDS` for commands not yet done. Decode an event with
+    /// [`Event::decode`](crate::domain::Event::decode).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when there is no such stream
+    /// (nothing was published to it yet).
+    pub fn messages(&self, stream: &str) -> Result<Vec<StoredMessage>> {
+        Ok(self
+            .streams
+            .messages(stream)?
+            .into_iter()
+            .map(|message| StoredMessage {
+                subject: message.subject,
+                sequence: message.sequence,
+                headers: message.headers,
+                payload: message.payload,
+            })
+            .collect())
     }
 
     /// The bucket `config.name`, created with `config` when missing (an existing one is

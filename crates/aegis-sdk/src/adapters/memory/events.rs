@@ -36,6 +36,21 @@ impl MemoryEventBus {
     }
 }
 
+/// A message as a stream stores it, for assertions in tests (see
+/// [`MemoryBackend::messages`](super::MemoryBackend::messages)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredMessage {
+    /// The subject it was published to.
+    pub subject: String,
+    /// Its sequence in the stream.
+    pub sequence: u64,
+    /// Its headers (`Nats-Msg-Id` included, as a server keeps it).
+    pub headers: Headers,
+    /// Its body.
+    pub payload: Bytes,
+}
+
 /// Settles one delivery of one consumer.
 struct MemoryAcker {
     streams: Streams,

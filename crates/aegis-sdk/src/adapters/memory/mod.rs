@@ -63,6 +63,11 @@
 //! `let server = MemoryBackend::new(); let (a, b) = (server.client(), server.client());`.
 //! `Client::in_memory()` is `MemoryBackend::new().client()`.
 //!
+//! To assert on what a service sent, read the streams:
+//! [`MemoryBackend::messages`]`("EVENTS")` lists the events published so far,
+//! `"EVENTS_DLQ"` and `"COMMANDS_DLQ"` the dead letters; buckets are open to any client
+//! with [`Kv::open`](crate::application::kv::Kv::open).
+//!
 //! # What behaves as on NATS
 //!
 //! The semantics a service relies on are kept, and held to the same contract tests as
@@ -114,6 +119,6 @@ pub mod transport;
 pub use backend::MemoryBackend;
 pub use commands::{MemoryCommandQueue, MemoryCommandStore};
 pub use election::MemoryLeaseStore;
-pub use events::MemoryEventBus;
+pub use events::{MemoryEventBus, StoredMessage};
 pub use kv::MemoryKvStore;
 pub use transport::MemoryTransport;

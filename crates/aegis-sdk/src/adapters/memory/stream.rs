@@ -427,6 +427,17 @@ impl Streams {
         Ok(())
     }
 
+    /// Every message still stored in `stream`, oldest first.
+    pub(crate) fn messages(&self, stream: &str) -> Result<Vec<Taken>> {
+        let streams = self.lock();
+        let found = streams.get(stream).ok_or_else(|| not_found(stream))?;
+        Ok(found
+            .messages
+            .iter()
+            .map(|(sequence, message)| taken(*sequence, message, 0))
+            .collect())
+    }
+
     /// The names of a stream's consumers, sorted.
     pub(crate) fn consumer_names(&self, stream: &str) -> Result<Vec<String>> {
         let streams = self.lock();
