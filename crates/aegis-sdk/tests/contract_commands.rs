@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aegis_sdk::application::commands::WorkerOptions;
-use aegis_sdk::ports::events::{ConsumerSpec, Delivery, Settle, StartAt, StreamSpec};
+use aegis_sdk::ports::events::{ConsumerSpec, Delivery, Retention, Settle, StartAt, StreamSpec};
 use aegis_sdk::ports::Headers;
 use aegis_sdk::{
     Client, CommandContext, CommandState, CommandStatus, ErrorKind, HandlerError, Priority, Service,
@@ -184,6 +184,12 @@ async fn two_workers_share_the_queue_and_run_each_command_once(backend: Backend)
     for service in services {
         service.stop().await.unwrap();
     }
+
+    // A work queue: each command left the queue once it was done.
+    let bus = client.backend().unwrap().event_bus(None);
+    let queue = bus.stream("COMMANDS").await.unwrap();
+    assert_eq!(queue.retention, Retention::WorkQueue);
+    assert_eq!(queue.messages, 0);
 }
 
 async fn a_backlog_runs_in_priority_order(backend: Backend) {
