@@ -4,12 +4,15 @@
 #[macro_use]
 mod backends;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aegis_sdk::application::discovery::{CachedDiscovery, Discovery};
 use aegis_sdk::application::kv::Kv;
 use aegis_sdk::application::registration::{Registration, RegistryOptions};
 use aegis_sdk::application::registry::ServiceRegistry;
+use aegis_sdk::application::routing::Router;
+use aegis_sdk::application::selection::SelectionStrategy;
 use aegis_sdk::domain::instance::{instance_key, InstanceStatus, ServiceInstance};
 use aegis_sdk::ports::kv::KvOperation;
 use aegis_sdk::{ErrorKind, HandlerError, InstanceId, RpcContext, Service, ServiceName};
@@ -258,10 +261,75 @@ async fn entries_written_by_python_peers_are_read_and_judged_stale(backend: Back
     assert_eq!(ids(&cache.instances("py-service", true)), vec!["py-1"]);
 }
 
+async fn routed_counts(router: &Router, calls: usize) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..calls {
+        let reply: Value = router.call(SERVICE, "echo", json!({})).await.unwrap();
+        *counts
+            .entry(reply["instance"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn routers_spread_or_stick_over_registered_instances(backend: Backend) {
+    let mut services = Vec::new();
+    for id in ["echo-1", "echo-2", "echo-3"] {
+        let service = echo_service(id, Registration::new(options()));
+        service.start(&backend.client().await).await.unwrap();
+        services.push(service);
+    }
+    let client = backend.client().await;
+    let cache = Discovery::open(&client)
+        .await
+        .unwrap()
+        .cached(&client)
+        .await
+        .unwrap();
+    assert!(
+        wait_for(&cache, Duration::from_secs(5), || {
+            cache.instances(SERVICE, true).len() == 3
+        })
+        .await
+    );
+
+    let router = Router::new(&client, cache.clone(), SelectionStrategy::RoundRobin);
+    let counts = routed_counts(&router, 90).await;
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|n| *n == 30), "{counts:?}");
+
+    let sticky = Router::new(&client, cache.clone(), SelectionStrategy::Sticky);
+    sticky.selector().prefer(SERVICE, "echo-2");
+    let counts = routed_counts(&sticky, 30).await;
+    assert_eq!(counts, HashMap::from([("echo-2".to_owned(), 30)]));
+
+    // The preferred instance stops (and deregisters): the router moves, and stays.
+    services.remove(1).stop().await.unwrap();
+    assert!(
+        wait_for(&cache, Duration::from_secs(5), || {
+            !ids(&cache.instances(SERVICE, false)).contains(&"echo-2".to_owned())
+        })
+        .await
+    );
+    let counts = routed_counts(&sticky, 30).await;
+    assert_eq!(counts.len(), 1, "sticks to one new instance: {counts:?}");
+    assert!(!counts.contains_key("echo-2"));
+
+    let err = router
+        .call::<_, Value>("nobody", "echo", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoResponders);
+    for service in services {
+        service.stop().await.unwrap();
+    }
+}
+
 contract!(
     a_started_service_registers_by_the_contract_and_deregisters_on_stop,
     status_changes_reach_discovery_and_filter_healthy_lists,
-    entries_written_by_python_peers_are_read_and_judged_stale;
+    entries_written_by_python_peers_are_read_and_judged_stale,
+    routers_spread_or_stick_over_registered_instances;
     paused:
     heartbeats_keep_an_entry_past_its_ttl,
     an_entry_without_heartbeats_expires,
