@@ -11,8 +11,9 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use super::consumer::{ConsumerConfig, Settlement};
 use super::kv::MemoryKvStore;
-use super::stream::{ConsumerConfig, Settlement, StreamConfig, Streams};
+use super::stream::{StreamConfig, Streams};
 use crate::domain::command_status::{self as cs, consumer_name, CommandStatus};
 use crate::domain::{subjects, MethodName, ServiceName};
 use crate::error::{Error, ErrorKind, Result};

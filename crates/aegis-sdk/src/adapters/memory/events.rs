@@ -6,7 +6,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use super::stream::{ConsumerConfig, Settlement, StreamConfig, Streams};
+use super::consumer::{ConsumerConfig, Settlement};
+use super::stream::{StreamConfig, Streams};
 use crate::error::Result;
 use crate::ports::events::{
     ConsumerSpec, Delivery, DeliveryAcker, EventBus, PendingAck, Retention, Settle, StreamSpec,

@@ -9,17 +9,17 @@
 //! the NATS server does. Expiry is lazy: every operation first removes what is due, and
 //! a watch wakes itself when the next expiry is due, so no background task is needed.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::kv_log::{Log, Record, Watcher};
 use crate::domain::kv_key::{validate_bucket, validate_key, validate_prefix};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::kv::{
@@ -40,64 +40,7 @@ pub struct MemoryKvStore {
 struct Bucket {
     name: String,
     config: BucketConfig,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    last_revision: u64,
-    /// Every record still stored, by revision.
-    log: BTreeMap<u64, Record>,
-    /// Each key's stored revisions, oldest first.
-    keys: BTreeMap<String, Vec<u64>>,
-    watchers: Vec<Watcher>,
-    /// Records with a TTL, by expiry; entries whose record is gone are skipped.
-    expiries: BTreeSet<(Instant, u64)>,
-}
-
-#[derive(Clone)]
-struct Record {
-    key: String,
-    operation: KvOperation,
-    value: Bytes,
-    created: DateTime<Utc>,
-    expires: Option<Instant>,
-}
-
-struct Watcher {
-    target: WatchTarget,
-    sender: mpsc::UnboundedSender<KvChange>,
-}
-
-impl Watcher {
-    fn wants(&self, key: &str) -> bool {
-        match &self.target {
-            WatchTarget::Key(wanted) => wanted == key,
-            WatchTarget::Prefix(prefix) => key.starts_with(prefix.as_str()),
-        }
-    }
-}
-
-impl Record {
-    fn change(&self, revision: u64, pending: u64) -> KvChange {
-        KvChange {
-            key: self.key.clone(),
-            revision,
-            operation: self.operation,
-            value: self.value.clone(),
-            created: self.created,
-            pending,
-        }
-    }
-
-    fn entry(&self, revision: u64) -> KvEntry {
-        KvEntry {
-            key: self.key.clone(),
-            value: self.value.clone(),
-            revision,
-            created: self.created,
-        }
-    }
+    state: Mutex<Log>,
 }
 
 impl std::fmt::Debug for MemoryKvStore {
@@ -132,12 +75,12 @@ impl MemoryKvStore {
             inner: Arc::new(Bucket {
                 name: config.name.clone(),
                 config: config.clone(),
-                state: Mutex::new(State::default()),
+                state: Mutex::new(Log::default()),
             }),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Log> {
         // Every mutation completes before the guard drops; a panic cannot leave half.
         let mut state = self
             .inner
@@ -224,7 +167,7 @@ impl MemoryKvStore {
     fn latest(&self, key: &str) -> Option<(KvOperation, KvEntry)> {
         let state = self.lock();
         let revision = *state.keys.get(key)?.last()?;
-        let record = &state.log[&revision];
+        let record = &state.records[&revision];
         Some((record.operation, record.entry(revision)))
     }
 
@@ -236,84 +179,10 @@ impl MemoryKvStore {
             .take_while(|(key, _)| key.starts_with(prefix))
             .filter_map(|(_, revisions)| {
                 let revision = *revisions.last()?;
-                let record = &state.log[&revision];
+                let record = &state.records[&revision];
                 (record.operation == KvOperation::Put).then(|| record.entry(revision))
             })
             .collect()
-    }
-}
-
-impl State {
-    fn last_of(&self, key: &str) -> u64 {
-        self.keys
-            .get(key)
-            .and_then(|revisions| revisions.last())
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Stores `record` under the next revision, trims the key's history, and tells the
-    /// watchers.
-    fn append(&mut self, config: &BucketConfig, record: Record) -> u64 {
-        self.last_revision += 1;
-        let revision = self.last_revision;
-        let revisions = self.keys.entry(record.key.clone()).or_default();
-        if record.operation == KvOperation::Purge {
-            // A purge rolls the key up: its marker is all that is left.
-            for old in revisions.drain(..) {
-                self.log.remove(&old);
-            }
-        }
-        revisions.push(revision);
-        let excess = revisions.len().saturating_sub(usize::from(config.history));
-        for old in revisions.drain(..excess) {
-            self.log.remove(&old);
-        }
-        self.watchers.retain(|watcher| {
-            !watcher.wants(&record.key) || watcher.sender.send(record.change(revision, 0)).is_ok()
-        });
-        if let Some(expires) = record.expires {
-            self.expiries.insert((expires, revision));
-        }
-        self.log.insert(revision, record);
-        revision
-    }
-
-    /// Removes every record whose TTL ran out by `now`, oldest first, leaving an expiry
-    /// marker where a key's last record went.
-    fn expire(&mut self, config: &BucketConfig, now: Instant) {
-        loop {
-            let Some(&(expired_at, revision)) = self.expiries.first() else {
-                return;
-            };
-            if expired_at > now {
-                return;
-            }
-            self.expiries.pop_first();
-            // Trimmed or purged since.
-            let Some(record) = self.log.remove(&revision) else {
-                continue;
-            };
-            let revisions = self.keys.entry(record.key.clone()).or_default();
-            revisions.retain(|r| *r != revision);
-            if !revisions.is_empty() {
-                continue;
-            }
-            self.keys.remove(&record.key);
-            // A value's expiry leaves a marker; a marker's own expiry leaves nothing.
-            if let (KvOperation::Put, Some(keep)) = (record.operation, config.expiry_markers) {
-                self.append(
-                    config,
-                    Record {
-                        key: record.key,
-                        operation: KvOperation::Expired,
-                        value: Bytes::new(),
-                        created: Utc::now(),
-                        expires: Some(expired_at + keep),
-                    },
-                );
-            }
-        }
     }
 }
 
@@ -346,7 +215,7 @@ impl KvStore for MemoryKvStore {
         // Check and write under one lock: a concurrent create loses.
         let mut state = self.lock();
         let last = state.last_of(key);
-        if last != 0 && state.log[&last].operation == KvOperation::Put {
+        if last != 0 && state.records[&last].operation == KvOperation::Put {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!("key {key} exists"),
@@ -426,7 +295,7 @@ impl KvStore for MemoryKvStore {
             .rev()
             .take(limit)
             .map(|revision| {
-                let record = &state.log[revision];
+                let record = &state.records[revision];
                 (record.operation, record.entry(*revision))
             })
             .collect())
@@ -473,9 +342,9 @@ impl KvStore for MemoryKvStore {
         let config = &self.inner.config;
         Ok(KvStatus {
             bucket: self.inner.name.clone(),
-            values: state.log.len() as u64,
+            values: state.records.len() as u64,
             bytes: state
-                .log
+                .records
                 .values()
                 .map(|record| (record.key.len() + record.value.len()) as u64)
                 .sum(),
@@ -508,7 +377,7 @@ impl KvStore for MemoryKvStore {
                 .iter()
                 .filter(|(key, _)| watcher.wants(key))
                 .filter_map(|(_, revisions)| revisions.last())
-                .map(|revision| (*revision, &state.log[revision]))
+                .map(|revision| (*revision, &state.records[revision]))
                 .collect(),
         };
         current.sort_by_key(|(revision, _)| *revision);

@@ -109,9 +109,11 @@
 
 mod backend;
 pub mod commands;
+mod consumer;
 pub mod election;
 pub mod events;
 pub mod kv;
+mod kv_log;
 mod stream;
 pub mod subject;
 pub mod transport;

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::consumer::{Consumer, ConsumerConfig, Next, Settlement, Taken};
 use super::subject;
 use crate::domain::event_pattern::subject_covers;
 use crate::error::{Error, ErrorKind, Result};
@@ -34,36 +35,6 @@ pub(crate) struct StreamConfig {
     pub(crate) max_messages: Option<u64>,
     pub(crate) max_age: Option<Duration>,
     pub(crate) duplicate_window: Duration,
-}
-
-/// A consumer to create (or use as it is).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConsumerConfig {
-    pub(crate) filter: String,
-    pub(crate) start: StartAt,
-    pub(crate) ack_wait: Duration,
-    pub(crate) max_ack_pending: usize,
-    pub(crate) inactive_threshold: Option<Duration>,
-}
-
-/// A message handed to a consumer's user.
-#[derive(Debug, Clone)]
-pub(crate) struct Taken {
-    pub(crate) subject: String,
-    pub(crate) headers: Headers,
-    pub(crate) payload: Bytes,
-    pub(crate) sequence: u64,
-    /// Deliveries so far, this one included.
-    pub(crate) delivered: u64,
-}
-
-/// How a delivery is settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settlement {
-    Ack,
-    Nak(Duration),
-    InProgress,
-    Term,
 }
 
 /// Every stream of one in-memory server. Cheap to clone.
@@ -88,34 +59,13 @@ struct Stream {
     consumers: BTreeMap<String, Consumer>,
 }
 
-struct Stored {
-    subject: String,
-    headers: Headers,
-    payload: Bytes,
+/// A message as the stream keeps it.
+pub(super) struct Stored {
+    pub(super) subject: String,
+    pub(super) headers: Headers,
+    pub(super) payload: Bytes,
     stored_at: Instant,
     time: SystemTime,
-}
-
-struct Consumer {
-    config: ConsumerConfig,
-    /// The next sequence to look at for a first delivery.
-    cursor: u64,
-    pending: BTreeMap<u64, Pending>,
-    users: usize,
-    idle_since: Instant,
-}
-
-struct Pending {
-    delivered: u64,
-    /// When it is handed out again unless settled first.
-    due: Instant,
-}
-
-/// What a consumer has for its user now.
-enum Next {
-    Ready(Taken),
-    /// Nothing yet; something may become due at this time.
-    Wait(Option<Instant>),
 }
 
 impl Stream {
@@ -158,60 +108,6 @@ impl Stream {
                 .find(|(_, message)| message.time >= time)
                 .map_or(self.last_sequence + 1, |(sequence, _)| *sequence),
         }
-    }
-
-    fn take(&mut self, name: &str, now: Instant) -> Next {
-        let Some(consumer) = self.consumers.get_mut(name) else {
-            return Next::Wait(None);
-        };
-        // Redeliveries first, oldest sequence first; one whose message is gone (removed
-        // by a limit) is forgotten.
-        let due: Vec<u64> = consumer
-            .pending
-            .iter()
-            .filter(|(_, pending)| pending.due <= now)
-            .map(|(sequence, _)| *sequence)
-            .collect();
-        for sequence in due {
-            let Some(message) = self.messages.get(&sequence) else {
-                consumer.pending.remove(&sequence);
-                continue;
-            };
-            let pending = consumer.pending.get_mut(&sequence).expect("listed above");
-            pending.delivered += 1;
-            pending.due = now + consumer.config.ack_wait;
-            return Next::Ready(taken(sequence, message, pending.delivered));
-        }
-
-        if consumer.pending.len() < consumer.config.max_ack_pending.max(1) {
-            let found = self
-                .messages
-                .range(consumer.cursor..)
-                .find(|(_, message)| subject::matches(&consumer.config.filter, &message.subject));
-            if let Some((&sequence, message)) = found {
-                consumer.cursor = sequence + 1;
-                consumer.pending.insert(
-                    sequence,
-                    Pending {
-                        delivered: 1,
-                        due: now + consumer.config.ack_wait,
-                    },
-                );
-                return Next::Ready(taken(sequence, message, 1));
-            }
-            consumer.cursor = self.last_sequence + 1;
-        }
-        Next::Wait(consumer.pending.values().map(|pending| pending.due).min())
-    }
-}
-
-fn taken(sequence: u64, message: &Stored, delivered: u64) -> Taken {
-    Taken {
-        subject: message.subject.clone(),
-        headers: message.headers.clone(),
-        payload: message.payload.clone(),
-        sequence,
-        delivered,
     }
 }
 
@@ -388,16 +284,9 @@ impl Streams {
             return Ok(existing.config.clone());
         }
         let cursor = found.start_cursor(config.start);
-        found.consumers.insert(
-            name.to_owned(),
-            Consumer {
-                config: config.clone(),
-                cursor,
-                pending: BTreeMap::new(),
-                users: 0,
-                idle_since: Instant::now(),
-            },
-        );
+        found
+            .consumers
+            .insert(name.to_owned(), Consumer::new(config.clone(), cursor));
         Ok(config.clone())
     }
 
@@ -434,7 +323,7 @@ impl Streams {
         Ok(found
             .messages
             .iter()
-            .map(|(sequence, message)| taken(*sequence, message, 0))
+            .map(|(sequence, message)| Taken::of(*sequence, message, 0))
             .collect())
     }
 
@@ -465,14 +354,14 @@ impl Streams {
             let wait = {
                 let mut streams = self.lock();
                 let found = streams.get_mut(stream)?;
-                if !found.consumers.contains_key(name) {
+                let Some(consumer) = found.consumers.get_mut(name) else {
                     drop(streams);
                     // The stream is there, so this only fails if it went meanwhile.
                     self.consumer(stream, name, recreate).ok()?;
                     self.attach(stream, name, true);
                     continue;
-                }
-                match found.take(name, Instant::now()) {
+                };
+                match consumer.take(&found.messages, found.last_sequence, Instant::now()) {
                     Next::Ready(taken) => return Some(taken),
                     Next::Wait(until) => match (until, deadline) {
                         (Some(a), Some(b)) => Some(a.min(b)),
@@ -508,28 +397,9 @@ impl Streams {
         let Some(consumer) = found.consumers.get_mut(name) else {
             return;
         };
-        let now = Instant::now();
-        match how {
-            Settlement::Ack => {
-                if consumer.pending.remove(&sequence).is_some() && work_queue {
-                    found.messages.remove(&sequence);
-                }
-            }
-            Settlement::Term => {
-                if consumer.pending.remove(&sequence).is_some() && work_queue {
-                    found.messages.remove(&sequence);
-                }
-            }
-            Settlement::Nak(delay) => {
-                if let Some(pending) = consumer.pending.get_mut(&sequence) {
-                    pending.due = now + delay;
-                }
-            }
-            Settlement::InProgress => {
-                if let Some(pending) = consumer.pending.get_mut(&sequence) {
-                    pending.due = now + consumer.config.ack_wait;
-                }
-            }
+        if consumer.settle(sequence, how, Instant::now()) && work_queue {
+            // A work queue forgets what one consumer is done with.
+            found.messages.remove(&sequence);
         }
         drop(streams);
         self.inner.changed.notify_waiters();
