@@ -6,7 +6,9 @@ mod backends;
 
 use std::time::Duration;
 
+use aegis_sdk::application::kv::Kv;
 use aegis_sdk::domain::election::{GroupName, LeaderRecord};
+use aegis_sdk::ports::kv::BucketConfig;
 use aegis_sdk::ports::{LeaseEvent, LeaseStore};
 use aegis_sdk::{ErrorKind, FailoverPolicy, HandlerError, RpcContext, Service, ServiceName};
 use backends::Backend;
@@ -148,6 +150,23 @@ async fn single_active_service_elects_one_leader_and_hands_over(backend: Backend
     let client = backend.client().await;
     let leader = await_one_leader(&services).await;
     let leader_id = services[leader].instance_id().to_string();
+
+    // The lease, laid out as the wire contract has it.
+    let bucket = Kv::open(
+        &backend.client().await,
+        BucketConfig::new("election_ledger"),
+    )
+    .await
+    .unwrap();
+    let record = bucket
+        .get::<Value>("sticky-active.ledger.default.leader")
+        .await
+        .unwrap()
+        .expect("leader key")
+        .value;
+    assert_eq!(record["instance_id"], leader_id.as_str());
+    assert!(record["elected_at"].is_f64() && record["last_heartbeat"].is_f64());
+    assert!(record["metadata"].is_object());
 
     // Exclusive calls reach the leader, whoever takes them from the queue group.
     for _ in 0..10 {
