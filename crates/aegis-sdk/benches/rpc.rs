@@ -31,7 +31,12 @@ struct Echo {
 
 /// User plus system CPU time of this process so far.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_time_of("self")
+}
+
+/// User plus system CPU time of process `pid` ("self" for this one) so far.
+fn cpu_time_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after ") ".
     let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -57,6 +62,16 @@ struct Figures {
     rate_64: f64,
     rate_256: f64,
     cpu_per_call: Duration,
+    server_cpu_per_call: Duration,
+}
+
+/// The nats-server's pid, for its CPU time.
+static SERVER_PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn server_cpu_time() -> Duration {
+    SERVER_PID
+        .get()
+        .map_or(Duration::ZERO, |pid| cpu_time_of(pid))
 }
 
 async fn measure<F, Fut>(call: F) -> Figures
@@ -77,9 +92,11 @@ where
 
     let mut rates = Vec::new();
     let mut cpu_per_call = Duration::ZERO;
+    let mut server_cpu_per_call = Duration::ZERO;
     for in_flight in [64usize, 256] {
         let remaining = Arc::new(AtomicUsize::new(THROUGHPUT_CALLS));
         let cpu_before = cpu_time();
+        let server_before = server_cpu_time();
         let started = Instant::now();
         let workers: Vec<_> = (0..in_flight)
             .map(|_| {
@@ -100,9 +117,11 @@ where
         }
         let elapsed = started.elapsed();
         let cpu = cpu_time().saturating_sub(cpu_before);
+        let server_cpu = server_cpu_time().saturating_sub(server_before);
         rates.push(THROUGHPUT_CALLS as f64 / elapsed.as_secs_f64());
         if in_flight == 64 {
             cpu_per_call = cpu / THROUGHPUT_CALLS as u32;
+            server_cpu_per_call = server_cpu / THROUGHPUT_CALLS as u32;
         }
     }
     Figures {
@@ -111,6 +130,7 @@ where
         rate_64: rates[0],
         rate_256: rates[1],
         cpu_per_call,
+        server_cpu_per_call,
     }
 }
 
@@ -151,6 +171,132 @@ async fn raw(url: &str) -> Figures {
     figures
 }
 
+/// Raw request/reply carrying the SDK's envelopes as opaque bytes (a pre-encoded
+/// request, a pre-encoded response): the same bytes on the wire as the SDK, none of its
+/// work. The gap between this and plain `raw` is what the contract's envelope costs the
+/// server and the sockets.
+async fn raw_envelope_sized(url: &str) -> Figures {
+    let (request, response) = encoded_envelopes(true);
+    let server_side = async_nats::connect(url).await.unwrap();
+    let mut subscriber = server_side
+        .queue_subscribe("raw.sized", "raw".to_owned())
+        .await
+        .unwrap();
+    let responder = tokio::spawn(async move {
+        while let Some(message) = subscriber.next().await {
+            if let Some(reply) = message.reply {
+                server_side.publish(reply, response.clone()).await.unwrap();
+            }
+        }
+    });
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(10)))
+        .connect(url)
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let figures = measure(move || {
+        let client = client.clone();
+        let request = request.clone();
+        async move {
+            client.request("raw.sized", request).await.unwrap();
+        }
+    })
+    .await;
+    responder.abort();
+    figures
+}
+
+/// A request and a response envelope as the SDK sends them for the benchmark's call.
+/// With `correlate`, the response names the request as the SDK's do; without, it names
+/// none, so that SDK clients accept it as the reply to any call.
+fn encoded_envelopes(correlate: bool) -> (bytes::Bytes, bytes::Bytes) {
+    let echo = || Echo {
+        message: "hello".into(),
+    };
+    let mut request = aegis_sdk::domain::RpcRequest::new("echo", echo());
+    request.target = Some("bench".into());
+    let response = aegis_sdk::domain::RpcResponse::ok(
+        correlate.then(|| request.message_id.clone()),
+        Some(request.trace_id.clone()),
+        echo(),
+    );
+    let mut response = response;
+    response.source = Some("bench-0123abcd".into());
+    (
+        bytes::Bytes::from(rmp_serde::to_vec_named(&request).unwrap()),
+        bytes::Bytes::from(rmp_serde::to_vec_named(&response).unwrap()),
+    )
+}
+
+/// The SDK's client against a raw responder that answers every call with one
+/// pre-encoded response envelope: what the client side costs.
+async fn sdk_client_only(url: &str) -> Figures {
+    let server_side = async_nats::connect(url).await.unwrap();
+    let mut subscriber = server_side
+        .queue_subscribe("rpc.bench.echo", "rpc.bench".to_owned())
+        .await
+        .unwrap();
+    let (_, response) = encoded_envelopes(false);
+    let responder = tokio::spawn(async move {
+        while let Some(message) = subscriber.next().await {
+            if let Some(reply) = message.reply {
+                server_side.publish(reply, response.clone()).await.unwrap();
+            }
+        }
+    });
+    let client = Client::connect(&ConnectOptions::new(url)).await.unwrap();
+    client.transport().flush().await.unwrap();
+    let figures = measure(move || {
+        let client = client.clone();
+        async move {
+            let _: Echo = client
+                .call(
+                    "bench",
+                    "echo",
+                    Echo {
+                        message: "hello".into(),
+                    },
+                )
+                .timeout(Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    responder.abort();
+    figures
+}
+
+/// A raw requester sending one pre-encoded request envelope to the SDK's service: what
+/// the service side costs.
+async fn sdk_service_only(url: &str) -> Figures {
+    let service_client = Client::connect(&ConnectOptions::new(url)).await.unwrap();
+    let service = Service::builder("bench")
+        .rpc("echo", |_: RpcContext, p: Echo| async move {
+            Ok::<_, HandlerError>(p)
+        })
+        .build()
+        .unwrap();
+    service.start(&service_client).await.unwrap();
+    let (request, _) = encoded_envelopes(true);
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(10)))
+        .connect(url)
+        .await
+        .unwrap();
+    let figures = measure(move || {
+        let client = client.clone();
+        let request = request.clone();
+        async move {
+            client.request("rpc.bench.echo", request).await.unwrap();
+        }
+    })
+    .await;
+    service.stop().await.unwrap();
+    figures
+}
+
 async fn sdk(url: &str) -> Figures {
     let service_client = Client::connect(&ConnectOptions::new(url)).await.unwrap();
     let service = Service::builder("bench")
@@ -182,51 +328,81 @@ async fn sdk(url: &str) -> Figures {
     figures
 }
 
+/// Rounds of raw then SDK, alternating, so that a machine busier at one moment than at
+/// another does not favour either side; each figure is the median over the rounds.
+const ROUNDS: usize = 3;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn main() {
     let server = NatsServer::start();
+    if let Some(pid) = server.pid() {
+        let _ = SERVER_PID.set(pid.to_string());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let url = server.url();
     let (raw, sdk) = runtime.block_on(async {
-        let raw = raw(&url).await;
-        let sdk = sdk(&url).await;
-        (raw, sdk)
+        let mut raws = Vec::new();
+        let mut sdks = Vec::new();
+        // For profiling one side: AEGIS_BENCH_ONLY=raw or sdk repeats that side only.
+        let only = std::env::var("AEGIS_BENCH_ONLY").unwrap_or_default();
+        for _ in 0..ROUNDS {
+            raws.push(if only == "sdk" { sdk(&url).await } else { raw(&url).await });
+            sdks.push(if only == "raw" { raw(&url).await } else { sdk(&url).await });
+        }
+        if std::env::var_os("AEGIS_BENCH_SIDES").is_some() {
+            let client_only = sdk_client_only(&url).await;
+            let service_only = sdk_service_only(&url).await;
+            let sized = raw_envelope_sized(&url).await;
+            for (name, f) in [("raw, envelope-sized payloads", sized), ("SDK client, raw responder", client_only), ("raw requester, SDK service", service_only)] {
+                println!(
+                    "{name}: p50 {:.1} us, 64 in flight {:.0}/s, 256 in flight {:.0}/s, CPU {:.1} us + server {:.1} us",
+                    f.p50.as_secs_f64() * 1e6, f.rate_64, f.rate_256,
+                    f.cpu_per_call.as_secs_f64() * 1e6, f.server_cpu_per_call.as_secs_f64() * 1e6
+                );
+            }
+        }
+        (raws, sdks)
     });
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let pick =
+        |figures: &[Figures], f: &dyn Fn(&Figures) -> f64| median(figures.iter().map(f).collect());
 
-    println!("RPC benchmark ({SEQUENTIAL_CALLS} sequential calls, {THROUGHPUT_CALLS} calls per throughput run)");
     println!(
-        "{:<28} {:>14} {:>14} {:>10}",
+        "RPC benchmark ({SEQUENTIAL_CALLS} sequential calls, {THROUGHPUT_CALLS} calls per \
+         throughput run, medians of {ROUNDS} alternating rounds)"
+    );
+    println!(
+        "{:<32} {:>14} {:>14} {:>10}",
         "", "raw async-nats", "aegis-sdk", "ratio"
     );
-    let row = |name: &str, raw: f64, sdk: f64, unit: &str| {
+    let row = |name: &str, f: &dyn Fn(&Figures) -> f64, unit: &str| {
+        let (r, s) = (pick(&raw, f), pick(&sdk, f));
         println!(
-            "{name:<28} {:>11.1} {unit:<2} {:>11.1} {unit:<2} {:>10.2}",
-            raw,
-            sdk,
-            sdk / raw
+            "{name:<32} {r:>11.1} {unit:<2} {s:>11.1} {unit:<2} {:>10.2}",
+            s / r
         );
+        (r, s)
     };
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    row("sequential p50", us(raw.p50), us(sdk.p50), "us");
-    row("sequential p99", us(raw.p99), us(sdk.p99), "us");
-    row("throughput, 64 in flight", raw.rate_64, sdk.rate_64, "/s");
+    let (raw_p50, sdk_p50) = row("sequential p50", &|f| us(f.p50), "us");
+    row("sequential p99", &|f| us(f.p99), "us");
+    let (raw_64, sdk_64) = row("throughput, 64 in flight", &|f| f.rate_64, "/s");
+    row("throughput, 256 in flight", &|f| f.rate_256, "/s");
+    row("CPU per call, this process", &|f| us(f.cpu_per_call), "us");
     row(
-        "throughput, 256 in flight",
-        raw.rate_256,
-        sdk.rate_256,
-        "/s",
-    );
-    row(
-        "CPU per call (64 in flight)",
-        us(raw.cpu_per_call),
-        us(sdk.cpu_per_call),
+        "CPU per call, nats-server",
+        &|f| us(f.server_cpu_per_call),
         "us",
     );
     println!(
         "p50 difference: {:+.1} us (target <= +15 us); 64-in-flight ratio {:.2} (target >= 0.90)",
-        us(sdk.p50) - us(raw.p50),
-        sdk.rate_64 / raw.rate_64
+        sdk_p50 - raw_p50,
+        sdk_64 / raw_64
     );
 }

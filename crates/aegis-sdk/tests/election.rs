@@ -52,6 +52,51 @@ fn elected(nodes: &[Node]) -> usize {
     nodes.iter().map(|n| n.facts("ELECTED").len()).sum()
 }
 
+/// Every answered call ran exactly once, on the instance that answered it, in a term that
+/// instance was elected for; fencing tokens never go back.
+async fn assert_each_call_ran_once(nodes: &[Node], replies: &[Value]) {
+    // A node prints EXEC before it replies, but our reader threads may lag behind the
+    // replies: wait until every answered call shows up somewhere.
+    let all_execs = || -> Vec<String> { nodes.iter().flat_map(|n| n.facts("EXEC")).collect() };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while all_execs().len() < replies.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Every call ran exactly once, on the instance that answered it, in a term that
+    // instance was elected for; tokens never go back.
+    let mut runs: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+    for node in nodes {
+        let terms: HashSet<u64> = node
+            .facts("ELECTED")
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        for exec in node.facts("EXEC") {
+            let (call_id, token) = exec.split_once(' ').unwrap();
+            let token: u64 = token.parse().unwrap();
+            assert!(
+                terms.contains(&token),
+                "{} ran outside its terms",
+                node.instance
+            );
+            runs.entry(call_id.to_owned())
+                .or_default()
+                .push((node.instance.clone(), token));
+        }
+    }
+    let mut last_token = 0;
+    for reply in replies {
+        let call_id = reply["call_id"].as_str().unwrap();
+        let ran = runs.get(call_id).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(ran.len(), 1, "{call_id} ran {} times: {ran:?}", ran.len());
+        assert_eq!(ran[0].0, reply["instance"].as_str().unwrap());
+        let token = reply["token"].as_u64().unwrap();
+        assert!(token >= last_token, "fencing token went back");
+        last_token = token;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_started_together_elect_exactly_one_leader() {
     for n in [3, 5] {
@@ -210,51 +255,101 @@ async fn exclusive_calls_through_a_failover_all_succeed_and_run_once() {
         started.elapsed()
     );
 
-    // A node prints EXEC before it replies, but our reader threads may lag behind the
-    // replies: wait until every answered call shows up somewhere.
-    let all_execs = || -> Vec<String> { nodes.iter().flat_map(|n| n.facts("EXEC")).collect() };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while all_execs().len() < replies.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
-    // Every call ran exactly once, on the instance that answered it, in a term that
-    // instance was elected for; tokens never go back.
-    let mut runs: HashMap<String, Vec<(String, u64)>> = HashMap::new();
-    for node in &nodes {
-        let terms: HashSet<u64> = node
-            .facts("ELECTED")
-            .iter()
-            .map(|t| t.parse().unwrap())
-            .collect();
-        for exec in node.facts("EXEC") {
-            let (call_id, token) = exec.split_once(' ').unwrap();
-            let token: u64 = token.parse().unwrap();
-            assert!(
-                terms.contains(&token),
-                "{} ran outside its terms",
-                node.instance
-            );
-            runs.entry(call_id.to_owned())
-                .or_default()
-                .push((node.instance.clone(), token));
-        }
-    }
-    let mut last_token = 0;
-    for reply in &replies {
-        let call_id = reply["call_id"].as_str().unwrap();
-        let ran = runs.get(call_id).map(Vec::as_slice).unwrap_or_default();
-        assert_eq!(ran.len(), 1, "{call_id} ran {} times: {ran:?}", ran.len());
-        assert_eq!(ran[0].0, reply["instance"].as_str().unwrap());
-        let token = reply["token"].as_u64().unwrap();
-        assert!(token >= last_token, "fencing token went back");
-        last_token = token;
-    }
+    assert_each_call_ran_once(&nodes, &replies).await;
     let instances: HashSet<&str> = replies
         .iter()
         .map(|r| r["instance"].as_str().unwrap())
         .collect();
     assert_eq!(instances.len(), 2, "served before and after the failover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_right_after_a_leader_is_killed_all_succeed_and_run_once() {
+    // The leader is killed right after it answered, and the next call goes out at once,
+    // before the server has noticed the crash: that call's first attempt (or the retry a
+    // standby points at the dead leader) is lost, and the SDK must carry it through the
+    // failover anyway, three times over.
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let mut nodes = spawn_nodes(&server, "kill", 3, "aggressive");
+    await_leader(&client, SERVICE, &ids(&nodes), Duration::from_secs(5)).await;
+
+    let mut replies: Vec<Value> = Vec::new();
+    let mut kills = 0;
+    let mut slowest = Duration::ZERO;
+    for call in 0..120 {
+        if call > 0 && call % 30 == 0 {
+            let leader = replies.last().unwrap()["instance"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let index = nodes.iter().position(|n| n.instance == leader).unwrap();
+            // The signal only: no waiting for the process to be gone.
+            nodes[index].signal("-KILL");
+            kills += 1;
+            let fresh = Node::spawn(
+                &server.url(),
+                SERVICE,
+                &format!("kill-r{kills}"),
+                "aggressive",
+            );
+            nodes.push(fresh);
+        }
+        let call_id = format!("call-{call}");
+        let started = Instant::now();
+        let reply: Value = client
+            .call(SERVICE, "work", json!({"call_id": call_id}))
+            .timeout(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{call_id} failed after {:?}: {e}", started.elapsed()));
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(reply["call_id"], call_id.as_str());
+        replies.push(reply);
+    }
+    eprintln!(
+        "{} calls through {kills} kills, slowest {slowest:?}",
+        replies.len()
+    );
+    assert_eq!(kills, 3);
+    assert_each_call_ran_once(&nodes, &replies).await;
+    let instances: HashSet<&str> = replies
+        .iter()
+        .map(|r| r["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        instances.len(),
+        4,
+        "a new leader after each kill: {instances:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_exclusive_call_retried_by_the_client_runs_once() {
+    // The client gives each attempt of an exclusive call a short budget and retries a
+    // silent one; a leader that is only slow must answer the retries with its one run.
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let nodes = spawn_nodes(&server, "slow", 3, "balanced");
+    await_leader(&client, SERVICE, &ids(&nodes), Duration::from_secs(5)).await;
+
+    let mut replies = Vec::new();
+    for call in 0..3 {
+        let call_id = format!("slow-{call}");
+        let started = Instant::now();
+        let reply: Value = client
+            .call(SERVICE, "slow", json!({"call_id": call_id, "ms": 1200}))
+            .timeout(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{call_id} failed: {e}"));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(1200),
+            "{call_id} took {took:?}"
+        );
+        assert_eq!(reply["call_id"], call_id.as_str());
+        replies.push(reply);
+    }
+    assert_each_call_ran_once(&nodes, &replies).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

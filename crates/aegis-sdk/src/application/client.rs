@@ -34,6 +34,10 @@ struct ClientInner {
     default_timeout: Duration,
     source: Option<String>,
     commands: Arc<std::sync::OnceLock<super::commands::CommandPorts>>,
+    /// The subjects (`rpc.{service}.{method}`) of methods seen to be exclusive: a
+    /// leader answered with its name, or a standby refused. Their calls are retried
+    /// when the target stays silent (see [`SILENCE_BUDGET`]).
+    exclusive: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -126,6 +130,7 @@ impl Client {
                 default_timeout: Self::DEFAULT_TIMEOUT,
                 source: None,
                 commands: Default::default(),
+                exclusive: Default::default(),
             }),
         }
     }
@@ -139,6 +144,7 @@ impl Client {
             default_timeout: self.inner.default_timeout,
             source: self.inner.source.clone(),
             commands: self.inner.commands.clone(),
+            exclusive: self.inner.exclusive.clone(),
         };
         change(&mut inner);
         Client {
@@ -298,12 +304,15 @@ where
             None => queue_subject.clone(),
         };
 
-        // One request id for every attempt: they are one call.
+        // One request id for every attempt: they are one call, and a leader that ran
+        // it answers a retry with the first run's reply.
         let message_id = envelope::new_id();
         let trace_id = envelope::new_id();
         let deadline = Instant::now() + timeout;
         let mut backoff = FIRST_BACKOFF;
+        let mut budget = SILENCE_BUDGET;
         let mut failing_over = false;
+        let mut exclusive = !pinned && self.client.is_exclusive(&queue_subject);
         // The instance the current subject names, if not the queue group, and the last
         // named leader that turned out not to be there.
         let mut target: Option<String> = None;
@@ -316,6 +325,11 @@ where
                     format!("no active instance of {service} answered {method} within {timeout:?}"),
                 ));
             }
+            // An exclusive call may meet a leader that died with the request in flight
+            // (or before the server noticed): such an attempt waits only its budget and
+            // the call is retried; the leader's replay memory makes that safe when it
+            // was merely slow. Other calls wait for their whole deadline.
+            let wait = if exclusive { left.min(budget) } else { left };
             // Encode before the await: the borrowed params need not be `Sync`.
             let payload = self.client.encode_request(
                 &self.params,
@@ -327,7 +341,7 @@ where
             )?;
             let attempt = self
                 .client
-                .attempt::<R>(payload, &subject, &self.headers, &message_id, left)
+                .attempt::<R>(payload, &subject, &self.headers, &message_id, wait)
                 .await;
 
             // A single-active service refused (a standby answered) or the leader it named
@@ -342,6 +356,10 @@ where
                     if !pinned && error.kind() == ErrorKind::NotActive =>
                 {
                     failing_over = true;
+                    if !exclusive {
+                        exclusive = true;
+                        self.client.mark_exclusive(&queue_subject);
+                    }
                     let hinted = leader
                         .filter(|leader| Some(leader) != gone.as_ref())
                         .and_then(|leader| InstanceId::new(leader).ok());
@@ -367,12 +385,37 @@ where
                     subject = queue_subject.clone();
                     backoff = self.client.pause(backoff, deadline).await;
                 }
+                // Silence within the budget: whoever got the request may be dead. Try
+                // again through the queue group, without the instance that was silent,
+                // and give the next attempt longer.
+                Err(Refused { error, .. })
+                    if exclusive && error.kind() == ErrorKind::Timeout && wait < left =>
+                {
+                    failing_over = true;
+                    if let Some(silent) = target.take() {
+                        gone = Some(silent);
+                    }
+                    subject = queue_subject.clone();
+                    budget = (budget * 2).min(MAX_SILENCE_BUDGET);
+                    tracing::debug!(%service, %method, ?wait, "no reply within the budget; retrying");
+                }
                 Err(Refused { error, .. }) => return Err(error),
-                Ok(result) => return Ok(result),
+                Ok((result, led)) => {
+                    if led && !exclusive && !pinned {
+                        self.client.mark_exclusive(&queue_subject);
+                    }
+                    return Ok(result);
+                }
             }
         }
     }
 }
+
+/// How long one attempt of an exclusive call waits before the call is retried; it
+/// doubles with each silent attempt up to [`MAX_SILENCE_BUDGET`].
+const SILENCE_BUDGET: Duration = Duration::from_millis(250);
+/// The longest one attempt of an exclusive call waits before it is retried.
+const MAX_SILENCE_BUDGET: Duration = Duration::from_secs(2);
 
 /// The first pause between retries during a failover; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
@@ -395,6 +438,24 @@ impl From<Error> for Refused {
 }
 
 impl Client {
+    fn is_exclusive(&self, subject: &str) -> bool {
+        let known = self
+            .inner
+            .exclusive
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        !known.is_empty() && known.contains(subject)
+    }
+
+    fn mark_exclusive(&self, subject: &str) {
+        let mut known = self
+            .inner
+            .exclusive
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        known.insert(subject.to_owned());
+    }
+
     /// Sleeps `backoff` (not past `deadline`); returns the next backoff.
     async fn pause(&self, backoff: Duration, deadline: Instant) -> Duration {
         tokio::time::sleep_until(deadline.min(Instant::now() + backoff)).await;
@@ -426,7 +487,7 @@ impl Client {
         self.inner.encoding.encode(&request)
     }
 
-    /// One request and its decoded reply.
+    /// One request and its decoded reply, with whether a single-active leader answered.
     async fn attempt<R: DeserializeOwned>(
         &self,
         payload: Vec<u8>,
@@ -434,7 +495,7 @@ impl Client {
         headers: &Headers,
         message_id: &str,
         left: Duration,
-    ) -> std::result::Result<R, Refused> {
+    ) -> std::result::Result<(R, bool), Refused> {
         tracing::trace!(%subject, %message_id, "rpc call");
         let reply = self
             .inner
@@ -442,14 +503,17 @@ impl Client {
             .request(subject.to_owned(), headers.clone(), payload.into(), left)
             .await?;
 
-        hot::decode_response(&reply.payload, message_id).map_err(|error| Refused {
-            // A refusing standby names the leader it knows of, if any.
-            leader: match error.kind() {
-                ErrorKind::NotActive => reply.headers.get(LEADER_HEADER).map(str::to_owned),
-                _ => None,
-            },
-            error,
-        })
+        let led = !reply.headers.is_empty() && reply.headers.get(LEADER_HEADER).is_some();
+        hot::decode_response(&reply.payload, message_id)
+            .map(|result| (result, led))
+            .map_err(|error| Refused {
+                // A refusing standby names the leader it knows of, if any.
+                leader: match error.kind() {
+                    ErrorKind::NotActive => reply.headers.get(LEADER_HEADER).map(str::to_owned),
+                    _ => None,
+                },
+                error,
+            })
     }
 }
 

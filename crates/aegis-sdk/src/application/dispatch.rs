@@ -4,12 +4,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::client::Client;
 use super::context::{InstanceInfo, RpcContext};
+use super::election::{replayed, Claim, Recorded};
 use super::handler::{failure_reply, Incoming, Outgoing, RpcHandler};
 use crate::domain::{error_code, Encoding};
 use crate::ports::{Headers, InboundMessage, Subscription};
@@ -46,6 +49,13 @@ impl Dispatcher {
         drain_timeout: Duration,
     ) {
         let mut running = JoinSet::new();
+        // On a current-thread runtime every task runs on this thread anyway: a request
+        // whose handler finishes without waiting (most do) is answered right here, and
+        // only one that has to wait becomes a task of its own. That saves a task spawn
+        // per call. On a multi-thread runtime each request is a task, so that
+        // handlers run in parallel.
+        let inline_first_poll =
+            tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
 
         'serve: loop {
             let message = loop {
@@ -61,16 +71,25 @@ impl Dispatcher {
             // At the concurrency limit, wait here: later requests stay in the
             // subscription's buffer instead of piling up as parked tasks. A stop while
             // waiting still answers this request, in the drain below.
-            let permit = tokio::select! {
-                permit = self.permits.clone().acquire_owned() => permit.ok(),
-                _ = stop.wait_for(|stopped| *stopped) => None,
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => tokio::select! {
+                    permit = self.permits.clone().acquire_owned() => permit.ok(),
+                    _ = stop.wait_for(|stopped| *stopped) => None,
+                },
             };
             let this = self.clone();
             let method = fixed_method.clone();
-            running.spawn(async move {
+            let mut request = Box::pin(async move {
                 this.handle(message, method, method_from).await;
                 drop(permit);
             });
+            // Polled once here with a no-op waker; a request still pending is polled
+            // again (and registers its real waker) as soon as its task starts.
+            if inline_first_poll && request.as_mut().now_or_never().is_some() {
+                continue;
+            }
+            running.spawn(request);
         }
 
         // Draining: no new requests reach us; those already delivered still get answers.
@@ -146,10 +165,39 @@ impl Dispatcher {
                         let ids = crate::domain::envelope::peek_ids(&message.payload)
                             .unwrap_or((None, None));
                         let reply = failure_reply(self.encoding, ids.0, ids.1, refusal.error);
-                        self.send_reply(reply_to, reply_headers, reply).await;
+                        self.send_reply(reply_to, reply_headers, reply.payload.into())
+                            .await;
                         return;
                     }
                 };
+                // The leader names itself on its replies, so that callers know the
+                // method is exclusive and may retry it safely; a retry of a call run
+                // here gets that run's reply rather than a second run.
+                let mut run = None;
+                if let (Some(gate), Some(_)) = (&self.exclusive, fencing_token) {
+                    reply_headers.insert(
+                        crate::domain::election::LEADER_HEADER,
+                        self.instance.instance_id.as_str(),
+                    );
+                    let id =
+                        crate::domain::envelope::peek_ids(&message.payload).and_then(|ids| ids.0);
+                    match id.map(|id| gate.replay.claim(&id)) {
+                        Some(Claim::Replay(slot)) => {
+                            drop(_admission);
+                            if let Some(recorded) = replayed(slot).await {
+                                self.send_reply(
+                                    reply_to,
+                                    recorded.headers.clone(),
+                                    recorded.payload.clone(),
+                                )
+                                .await;
+                            }
+                            return;
+                        }
+                        Some(Claim::Run(claimed)) => run = Some(claimed),
+                        None => {}
+                    }
+                }
                 let context = RpcContext {
                     instance: self.instance.clone(),
                     client: self.client.clone(),
@@ -165,21 +213,30 @@ impl Dispatcher {
                     payload: message.payload,
                     context,
                 };
-                handler.call(incoming, self.encoding).await
+                let outgoing = handler.call(incoming, self.encoding).await;
+                if let Some(run) = run {
+                    let payload = Bytes::from(outgoing.payload);
+                    run.finish(Recorded {
+                        headers: reply_headers.clone(),
+                        payload: payload.clone(),
+                    });
+                    self.send_reply(reply_to, reply_headers, payload).await;
+                    return;
+                }
+                outgoing
             }
         };
         if outgoing.failed {
             tracing::debug!(service = %self.instance.service, method = ?method, "rpc failed");
         }
 
-        self.send_reply(reply_to, reply_headers, outgoing).await;
+        self.send_reply(reply_to, reply_headers, outgoing.payload.into())
+            .await;
     }
 
-    async fn send_reply(&self, reply_to: String, headers: Headers, outgoing: Outgoing) {
+    async fn send_reply(&self, reply_to: String, headers: Headers, payload: Bytes) {
         let transport = self.client.transport();
-        let sent = transport
-            .publish(reply_to.clone(), headers, outgoing.payload.into())
-            .await;
+        let sent = transport.publish(reply_to.clone(), headers, payload).await;
         match sent {
             Ok(()) => {}
             // The caller would otherwise wait out its timeout for a reply that never comes.

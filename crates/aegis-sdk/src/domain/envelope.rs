@@ -27,7 +27,56 @@ pub fn new_id() -> String {
 
 /// Now, as ISO-8601 UTC with offset and microseconds: `2026-01-02T03:04:05.123456+00:00`.
 pub fn now_timestamp() -> String {
-    format_timestamp(chrono::Utc::now())
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since_epoch) => timestamp_at(since_epoch),
+        Err(_) => format_timestamp(chrono::Utc::now()),
+    }
+}
+
+/// The timestamp `since_epoch` after 1970. Every envelope carries one, so the part up
+/// to the second is kept per thread and only the microseconds are written each time.
+fn timestamp_at(since_epoch: std::time::Duration) -> String {
+    use std::cell::Cell;
+
+    /// `YYYY-MM-DDTHH:MM:SS.`
+    const PREFIX: usize = 20;
+    thread_local! {
+        static SECOND: Cell<Option<(u64, [u8; PREFIX])>> = const { Cell::new(None) };
+    }
+
+    let seconds = since_epoch.as_secs();
+    let prefix = match SECOND.get() {
+        Some((cached, prefix)) if cached == seconds => prefix,
+        _ => {
+            let Some(time) = i64::try_from(seconds)
+                .ok()
+                .and_then(|s| chrono::DateTime::from_timestamp(s, since_epoch.subsec_nanos()))
+            else {
+                return format_timestamp(chrono::Utc::now());
+            };
+            let full = format_timestamp(time);
+            // Years outside 0..=9999 take the general formatter: not cached.
+            let Some(head) = full.as_bytes().get(..PREFIX) else {
+                return full;
+            };
+            let mut prefix = [0u8; PREFIX];
+            prefix.copy_from_slice(head);
+            SECOND.set(Some((seconds, prefix)));
+            prefix
+        }
+    };
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(&prefix);
+    let mut micros = since_epoch.subsec_micros();
+    let mut digits = [b'0'; 6];
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.extend_from_slice(b"+00:00");
+    // Only ASCII was written: the prefix came from `format_timestamp`.
+    String::from_utf8(out).unwrap_or_else(|_| format_timestamp(chrono::Utc::now()))
 }
 
 /// `time` as ISO-8601 UTC with offset and microseconds. Written out by hand: every

@@ -97,9 +97,10 @@ impl Node {
     /// SIGKILL, then wait until `server` has dropped the dead connection.
     ///
     /// A request published before the server notices the crash is routed to the dead
-    /// instance's subscription and lost: the caller times out, and the SDK rightly does
-    /// not retry a timeout (the call may have run). That is true of any crash; what the
-    /// tests measure is the election, so they start calling once the server knows.
+    /// instance's subscription and lost. The SDK retries such silence for methods it
+    /// knows to be exclusive (see `calls_right_after_a_leader_is_killed...`), but not
+    /// for a first call or an ordinary method (that call may have run); the tests that
+    /// measure the election itself start calling once the server knows.
     pub(crate) fn crash(&mut self, server: &NatsServer) {
         let before = connections(server);
         self.kill();

@@ -10,7 +10,8 @@
 //! exclusive call ran here), `FAIL` (the failing exclusive method ran here), `STOPPED`.
 //! SIGTERM stops the service gracefully (the leader hands over); the end of stdin ends
 //! the process, so nodes do not outlive a killed test. Methods: `work` (exclusive, logs
-//! EXEC), `fail` (exclusive, always fails), `whoami` (exclusive, no side effect) and
+//! EXEC), `slow` (exclusive, logs EXEC, then sleeps `ms` milliseconds), `fail` (exclusive,
+//! always fails), `whoami` (exclusive, no side effect) and
 //! `status` (any instance).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -48,6 +49,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let token = ctx.fencing_token().unwrap_or_default();
             let call = params["call_id"].as_str().unwrap_or("-").to_owned();
             println!("EXEC {call} {token}");
+            Ok::<_, HandlerError>(json!({
+                "instance": ctx.instance_id().as_str(),
+                "token": token,
+                "call_id": call,
+            }))
+        })
+        .exclusive_rpc("slow", |ctx: RpcContext, params: Value| async move {
+            let token = ctx.fencing_token().unwrap_or_default();
+            let call = params["call_id"].as_str().unwrap_or("-").to_owned();
+            println!("EXEC {call} {token}");
+            let ms = params["ms"].as_u64().unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             Ok::<_, HandlerError>(json!({
                 "instance": ctx.instance_id().as_str(),
                 "token": token,

@@ -51,6 +51,7 @@ impl ElectionSetup {
         let gate = ExclusiveGate {
             methods: self.exclusive.into_iter().collect(),
             leadership,
+            replay: Arc::default(),
         };
         Ok((Arc::new(component), gate))
     }
@@ -60,6 +61,8 @@ impl ElectionSetup {
 pub(crate) struct ExclusiveGate {
     methods: HashSet<String>,
     pub(crate) leadership: Leadership,
+    /// The calls this instance ran as leader, for answering retries of them.
+    pub(crate) replay: Arc<super::replay::ReplayCache>,
 }
 
 /// Why a request was refused: the reply's error text, and the leader to name.

@@ -10,6 +10,18 @@
 //! the SDK client retries there. Handlers read the term's fencing token from
 //! [`RpcContext::fencing_token`](crate::RpcContext::fencing_token).
 //!
+//! # Calls through a crash
+//!
+//! A leader names itself in the `Aegis-Leader` header of its replies, so a client
+//! learns which methods are exclusive. For those, each attempt waits only a short
+//! budget (250 ms, doubling up to 2 s) before the call is retried through the queue
+//! group: a request that reached a leader as it died (or before the server noticed the
+//! crash) is not lost for the whole deadline. Every attempt carries the same
+//! `message_id`, and the leader remembers the calls it ran (the last 60 s, at most
+//! 10,000) and answers a retry with the first run's reply, so a slow leader does not
+//! run a call twice. A leader that crashes *while* running a call cannot tell its
+//! successor; that call may run again there, under a higher fencing token.
+//!
 //! # How a term works
 //!
 //! A standby creates the leader key atomically when it is free (never written, deleted
@@ -30,6 +42,7 @@ mod component;
 mod elector;
 pub mod leadership;
 pub mod policy;
+mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -38,3 +51,4 @@ pub use component::SingleActive;
 pub(crate) use component::{ElectionSetup, ExclusiveGate};
 pub use leadership::{Leadership, LeadershipEvent, LeadershipStatus, LossReason};
 pub use policy::FailoverPolicy;
+pub(crate) use replay::{replayed, Claim, Recorded};

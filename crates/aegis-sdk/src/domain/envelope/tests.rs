@@ -207,6 +207,22 @@ fn hand_written_timestamp_matches_chrono() {
             time.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
         );
     }
+    // The per-second cache gives the same text, within a second and across seconds.
+    for (secs, nanos) in [
+        (1_767_323_045u64, 123_456_789u32),
+        (1_767_323_045, 999_999_999),
+        (1_767_323_046, 0),
+        (1_767_323_045, 5_000),
+        (0, 1_000),
+        (253_402_300_799, 999_999_000),
+    ] {
+        let time = chrono::Utc.timestamp_opt(secs as i64, nanos).unwrap();
+        let since_epoch = std::time::Duration::new(secs, nanos);
+        assert_eq!(timestamp_at(since_epoch), format_timestamp(time));
+    }
+    let now = parse_timestamp(&now_timestamp()).unwrap();
+    assert!((chrono::Utc::now() - now).num_seconds().abs() <= 1);
+
     let id = new_id();
     assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
     assert_eq!(id, id.to_lowercase());
