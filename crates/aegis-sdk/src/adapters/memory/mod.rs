@@ -74,6 +74,8 @@
 //! the NATS adapters (`tests/contract_*.rs` run every case on a real nats-server and in
 //! memory):
 //!
+//! - Core messaging: subscribers with `*` and `>` wildcards, queue groups (each message
+//!   to one member, round robin), headers, drain.
 //! - RPC: queue groups share calls round robin; a call nobody serves fails at once with
 //!   [`ErrorKind::NoResponders`](crate::ErrorKind::NoResponders); a slow one with
 //!   [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) after its deadline; payloads over
@@ -96,12 +98,14 @@
 //! test with `tokio::time::pause()` (or `#[tokio::test(start_paused = true)]`) decides
 //! when things expire, without waiting. Wall-clock values (`lastHeartbeat` and other
 //! timestamps, the staleness of registry entries judged from them) still come from the
-//! system clock.
+//! system clock, and so does [`RpcContext::deadline`](crate::RpcContext::deadline), a
+//! `std::time::Instant`.
 //!
 //! # What does not
 //!
 //! Nothing survives the process and there is no network: no reconnects, server restarts,
-//! slow consumers or clusters. Streams keep every message until a limit (count, age)
+//! slow consumers or clusters. Command status records, which a server drops after a
+//! day, are kept for the life of the backend. Streams keep every message until a limit (count, age)
 //! removes it; byte limits and storage kinds are not enforced. Expiries
 //! happen when the bucket is next used or a watcher's timer fires, rather than on a
 //! server's schedule. Test those parts, and wire compatibility with Python peers,
