@@ -592,13 +592,86 @@ async fn bad_input_is_refused_before_the_wire(backend: Backend) {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 
+async fn another_client_attaches_to_and_cancels_a_command_by_id(backend: Backend) {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let service = Service::builder("reports")
+        .on_command_with("build", fast_options(), {
+            let release = release.clone();
+            move |ctx: CommandContext, _: Value| {
+                let release = release.clone();
+                async move {
+                    ctx.progress(10.0, "started").await?;
+                    tokio::select! {
+                        _ = release.notified() => {}
+                        _ = ctx.cancelled() => return Err(HandlerError::msg("cancelled")),
+                    }
+                    ctx.progress(100.0, "done").await?;
+                    Ok::<_, HandlerError>(json!({"pages": 3}))
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    service.start(&backend.client().await).await.unwrap();
+
+    // Sent by one client, followed by another that knows only the id.
+    let sender = backend.client().await;
+    let mut sent = sender
+        .send_command("reports", "build", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("first progress", sent.next_progress())
+            .await
+            .map(|p| p.percent),
+        Some(10.0)
+    );
+    let watcher = backend.client().await;
+    let attached = watcher.attach_command(sent.id()).await.unwrap();
+    assert_eq!(
+        watcher.command_status(sent.id()).await.unwrap().state,
+        CommandState::Running
+    );
+    release.notify_one();
+    let result: Value = within("attached result", attached.result()).await.unwrap();
+    assert_eq!(result, json!({"pages": 3}));
+    let result: Value = within("sender result", sent.result()).await.unwrap();
+    assert_eq!(result, json!({"pages": 3}));
+    let err = watcher
+        .attach_command(&uuid::Uuid::new_v4().to_string())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+
+    // Cancelled by id from a third client while it runs.
+    let mut second = sender
+        .send_command("reports", "build", json!({}))
+        .await
+        .unwrap();
+    within("progress", second.next_progress()).await;
+    let second_id = second.id().to_owned();
+    backend
+        .client()
+        .await
+        .cancel_command(&second_id)
+        .await
+        .unwrap();
+    let err = within("cancelled", second.result::<Value>())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    final_status(&sender, &second_id, CommandState::Cancelled).await;
+    service.stop().await.unwrap();
+}
+
 contract!(
     progress_arrives_in_order_then_the_result,
     two_workers_share_the_queue_and_run_each_command_once,
     the_same_command_id_runs_once,
     an_undecodable_command_is_dead_lettered_and_the_worker_goes_on,
     an_existing_commands_stream_that_is_not_a_work_queue_is_an_error,
-    bad_input_is_refused_before_the_wire;
+    bad_input_is_refused_before_the_wire,
+    another_client_attaches_to_and_cancels_a_command_by_id;
     paused:
     a_backlog_runs_in_priority_order,
     failures_are_retried_then_dead_lettered,

@@ -573,6 +573,41 @@ async fn new_broadcast_instance_starts_with_new_events_unless_told_otherwise(bac
     assert_eq!(replay.ids(), all, "replay from the start");
 }
 
+async fn subscriptions_start_at_a_sequence_or_a_time(backend: Backend) {
+    let client = backend.client().await;
+    let publisher = client.event_publisher().unwrap();
+    let early = publish_many(&publisher, "tick", "tock", 3).await;
+    // Wall-clock start times: leave a clear gap on either side of the boundary.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let boundary = std::time::SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let late = publish_many(&publisher, "tick", "tock", 2).await;
+
+    let (from_third, from_time) = (Seen::default(), Seen::default());
+    let service = Service::builder("replay")
+        .events(
+            EventSubscription::new("tick.tock", DeliveryMode::Broadcast, recorder(&from_third))
+                .start_at(StartPolicy::Sequence(3)),
+        )
+        .events(
+            EventSubscription::new("tick.*", DeliveryMode::Broadcast, recorder(&from_time))
+                .start_at(StartPolicy::Time(boundary)),
+        )
+        .build()
+        .unwrap();
+    service.start(&backend.client().await).await.unwrap();
+    wait_until("replays", Duration::from_secs(20), || {
+        from_third.len() >= 3 && from_time.len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    service.stop().await.unwrap();
+    let mut expected = vec![early[2].clone()];
+    expected.extend(late.iter().cloned());
+    assert_eq!(from_third.ids(), expected);
+    assert_eq!(from_time.ids(), late);
+}
+
 async fn retried_publish_is_stored_once(backend: Backend) {
     let publisher = backend.client().await.event_publisher().unwrap();
     let event = Event::new("order", "created", json!({"n": 1}));
@@ -647,6 +682,7 @@ contract!(
     undecodable_event_is_dead_lettered_after_one_attempt,
     new_broadcast_instance_starts_with_new_events_unless_told_otherwise,
     retried_publish_is_stored_once,
+    subscriptions_start_at_a_sequence_or_a_time,
     streams_and_names_are_checked;
     paused:
     failing_handler_is_redelivered_with_backoff,
