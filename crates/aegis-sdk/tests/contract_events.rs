@@ -113,7 +113,7 @@ async fn dead_letters(client: &Client) -> Vec<Delivery> {
     let mut deliveries = bus
         .consume(ConsumerSpec {
             stream: DEAD_LETTER_STREAM.to_owned(),
-            name: format!("reader-{}", uuid()),
+            name: format!("reader-{}", uuid::Uuid::new_v4().simple()),
             filter_subject: DEAD_LETTER_SUBJECTS.to_owned(),
             start: StartAt::First,
             ack_wait: Duration::from_secs(30),
@@ -135,10 +135,6 @@ async fn dead_letters(client: &Client) -> Vec<Delivery> {
         }
     }
     letters
-}
-
-fn uuid() -> String {
-    Event::new("x", "y", json!({})).message_id.replace('-', "")
 }
 
 fn header<'a>(delivery: &'a Delivery, name: &str) -> &'a str {
