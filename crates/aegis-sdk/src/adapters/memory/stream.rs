@@ -69,7 +69,8 @@ pub(super) struct Stored {
 }
 
 impl Stream {
-    /// Applies the age limit and forgets message ids past the duplicate window.
+    /// Applies the age limit, forgets message ids past the duplicate window, and
+    /// removes consumers that had no user for their inactivity threshold.
     fn expire(&mut self, now: Instant) {
         if let Some(max_age) = self.config.max_age {
             while let Some(entry) = self.messages.first_entry() {
