@@ -9,7 +9,8 @@
 //! - [`domain`]: names, envelopes and codes of the wire contract; no I/O.
 //! - [`ports`]: the traits the application layer needs from the outside world.
 //! - [`application`]: services and clients, written against the ports.
-//! - [`adapters`]: the ports implemented over NATS.
+//! - [`adapters`]: the ports implemented over NATS, and in memory for unit tests
+//!   (feature `testing`, see `adapters::memory`).
 //!
 //! # A service and a call
 //!

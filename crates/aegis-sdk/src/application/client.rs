@@ -4,18 +4,19 @@ use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::time::Instant;
 
-use crate::adapters::nats::{ConnectOptions, NatsTransport};
+use crate::adapters::nats::{ConnectOptions, NatsBackend, NatsTransport};
 use crate::domain::election::LEADER_HEADER;
 use crate::domain::envelope::{self, RpcRequestRef};
 use crate::domain::hot;
 use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ports::{ConnectionEvent, ConnectionState, Headers, Transport};
+use crate::ports::{Backend, ConnectionEvent, ConnectionState, Headers, Transport};
 
 /// A handle to the messaging system: makes calls, and is what services run on.
 ///
@@ -27,6 +28,7 @@ pub struct Client {
 
 struct ClientInner {
     transport: Arc<dyn Transport>,
+    backend: Option<Arc<dyn Backend>>,
     nats: Option<NatsTransport>,
     encoding: Encoding,
     default_timeout: Duration,
@@ -68,18 +70,62 @@ impl Client {
     /// ```
     pub async fn connect(options: &ConnectOptions) -> Result<Client> {
         let nats = NatsTransport::connect(options).await?;
-        Ok(Client::build(Arc::new(nats.clone()), Some(nats)))
+        let backend = Arc::new(NatsBackend::new(nats.clone()));
+        Ok(Client::build(
+            Arc::new(nats.clone()),
+            Some(backend),
+            Some(nats),
+        ))
     }
 
-    /// A client over any [`Transport`] (the in-memory one in unit tests, say).
+    /// A client over any [`Transport`], for RPC only: events, commands, KV and
+    /// single-active mode need a [`Backend`] too (see [`Client::with_backend`]).
     pub fn new(transport: Arc<dyn Transport>) -> Client {
-        Client::build(transport, None)
+        Client::build(transport, None, None)
     }
 
-    fn build(transport: Arc<dyn Transport>, nats: Option<NatsTransport>) -> Client {
+    /// A client over any [`Transport`] and [`Backend`]: the in-memory pair of
+    /// `adapters::memory::MemoryBackend` (feature `testing`) in unit tests, say.
+    pub fn with_backend(transport: Arc<dyn Transport>, backend: Arc<dyn Backend>) -> Client {
+        Client::build(transport, Some(backend), None)
+    }
+
+    /// A client on a fresh in-memory bus, with in-memory events, commands, KV, registry
+    /// and election: everything a service needs, in one process and no server. Clones
+    /// share the bus; for several clients on one bus (one per service instance, say),
+    /// make them from one [`MemoryBackend`](crate::adapters::memory::MemoryBackend).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aegis_sdk::Result<()> {
+    /// use aegis_sdk::{Client, HandlerError, RpcContext, Service};
+    /// use serde_json::{json, Value};
+    ///
+    /// let client = Client::in_memory();
+    /// let service = Service::builder("echo")
+    ///     .rpc("echo", |_: RpcContext, p: Value| async move { Ok::<_, HandlerError>(p) })
+    ///     .build()?;
+    /// service.start(&client).await?;
+    /// let reply: Value = client.call("echo", "echo", json!({"hi": 1})).await?;
+    /// assert_eq!(reply, json!({"hi": 1}));
+    /// service.stop().await
+    /// # }
+    /// ```
+    #[cfg(feature = "testing")]
+    pub fn in_memory() -> Client {
+        crate::adapters::memory::MemoryBackend::new().client()
+    }
+
+    fn build(
+        transport: Arc<dyn Transport>,
+        backend: Option<Arc<dyn Backend>>,
+        nats: Option<NatsTransport>,
+    ) -> Client {
         Client {
             inner: Arc::new(ClientInner {
                 transport,
+                backend,
                 nats,
                 encoding: Encoding::default(),
                 default_timeout: Self::DEFAULT_TIMEOUT,
@@ -93,6 +139,7 @@ impl Client {
     fn modified(&self, change: impl FnOnce(&mut ClientInner)) -> Client {
         let mut inner = ClientInner {
             transport: self.inner.transport.clone(),
+            backend: self.inner.backend.clone(),
             nats: self.inner.nats.clone(),
             encoding: self.inner.encoding,
             default_timeout: self.inner.default_timeout,
@@ -131,6 +178,21 @@ impl Client {
     /// The transport this client uses.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.inner.transport
+    }
+
+    /// The adapters of events, commands, KV and election, when the client has them.
+    pub fn backend(&self) -> Option<&Arc<dyn Backend>> {
+        self.inner.backend.as_ref()
+    }
+
+    /// The backend, or [`ErrorKind::InvalidArgument`] naming `what` needs it.
+    pub(crate) fn require_backend(&self, what: &str) -> Result<&Arc<dyn Backend>> {
+        self.inner.backend.as_ref().ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "{what} need a client with a backend (Client::connect, or Client::in_memory \
+                 in tests); this one was made with Client::new over a bare transport"
+            ))
+        })
     }
 
     /// The NATS connection, when this client talks to a real server.
@@ -474,7 +536,7 @@ impl Client {
 
     /// Sleeps `backoff` (not past `deadline`); returns the next backoff.
     async fn pause(&self, backoff: Duration, deadline: Instant) -> Duration {
-        tokio::time::sleep_until(deadline.min(Instant::now() + backoff).into()).await;
+        tokio::time::sleep_until(deadline.min(Instant::now() + backoff)).await;
         (backoff * 2).min(MAX_BACKOFF)
     }
 

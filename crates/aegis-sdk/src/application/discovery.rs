@@ -50,7 +50,7 @@ impl Discovery {
         }
     }
 
-    /// Discovery over the registry on the client's NATS connection.
+    /// Discovery over the registry on the client's backend (NATS KV, or in memory).
     ///
     /// # Errors
     /// As [`ServiceRegistry::open`].

@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::client::Client;
-use crate::adapters::nats::NatsKvStore;
 use crate::domain::Encoding;
 use crate::error::{Error, Result};
 use crate::ports::kv::{
@@ -61,17 +60,16 @@ impl std::fmt::Debug for Kv {
 }
 
 impl Kv {
-    /// Opens (creating when missing) the bucket `config.name` on the client's NATS
-    /// connection.
+    /// Opens (creating when missing) the bucket `config.name` on the client's backend
+    /// (NATS KV, or in memory in tests).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) when the client has no NATS connection; see
-    /// [`NatsKvStore::open`] for the rest.
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) when the client
+    /// has no backend; see [`Backend::kv_store`](crate::ports::Backend::kv_store) for the
+    /// rest.
     pub async fn open(client: &Client, config: BucketConfig) -> Result<Kv> {
-        let nats = client.nats().ok_or_else(|| {
-            Error::invalid_argument("a NATS KV bucket needs a client connected to NATS")
-        })?;
-        Ok(Kv::new(Arc::new(NatsKvStore::open(nats, &config).await?)))
+        let backend = client.require_backend("KV buckets")?;
+        Ok(Kv::new(backend.kv_store(&config).await?))
     }
 
     /// A typed view of any store.

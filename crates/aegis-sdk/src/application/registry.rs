@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use super::client::Client;
 use super::kv::Kv;
-use crate::adapters::nats::NatsKvStore;
 use crate::domain::instance::{instance_key, service_prefix, ServiceInstance, REGISTRY_BUCKET};
 use crate::domain::{InstanceId, ServiceName};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ports::kv::{BucketConfig, KvStore, KvWatch, WatchStart, WatchTarget};
 
 /// The prefix of every instance key, whatever the service.
@@ -33,20 +32,17 @@ impl std::fmt::Debug for ServiceRegistry {
 }
 
 impl ServiceRegistry {
-    /// Opens bucket `service_registry` on the client's NATS connection, creating it (with
+    /// Opens bucket `service_registry` on the client's backend, creating it (with
     /// per-key TTL and expiry notices) when missing.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) when the client
-    /// has no NATS connection; [`ErrorKind::Storage`](crate::ErrorKind::Storage) when
-    /// the bucket cannot be opened or created.
+    /// has no backend; [`ErrorKind::Storage`](crate::ErrorKind::Storage) when the bucket
+    /// cannot be opened or created.
     pub async fn open(client: &Client) -> Result<Self> {
-        let nats = client.nats().ok_or_else(|| {
-            Error::invalid_argument("the service registry needs a client connected to NATS")
-        })?;
+        let backend = client.require_backend("the service registry")?;
         let config = BucketConfig::new(REGISTRY_BUCKET).history(1);
-        let store = NatsKvStore::open(nats, &config).await?;
-        Ok(ServiceRegistry::new(Arc::new(store)))
+        Ok(ServiceRegistry::new(backend.kv_store(&config).await?))
     }
 
     /// A registry over any store.

@@ -6,12 +6,14 @@
 //! [`ErrorKind`](crate::ErrorKind) an adapter returns in which case, and adapters are
 //! tested against those words.
 
+pub mod backend;
 pub mod commands;
 pub mod election;
 pub mod events;
 pub mod kv;
 pub mod transport;
 
+pub use backend::Backend;
 pub use election::{LeaseEntry, LeaseEvent, LeaseStore};
 pub use transport::{
     ConnectionEvent, ConnectionState, Headers, InboundMessage, Subscription, Transport,

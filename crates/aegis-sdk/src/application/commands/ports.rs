@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::adapters::nats::{NatsCommandQueue, NatsCommandStore};
 use crate::application::client::Client;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::ports::commands::{CommandQueue, CommandStatusStore};
 
 /// The work queue and the status store of one connection.
@@ -18,20 +17,15 @@ impl CommandPorts {
     /// The ports of `client`'s connection.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] for a client without a NATS connection: commands
-    /// need JetStream.
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a client
+    /// without a backend: commands need a work queue and a status store.
     pub(crate) fn of(client: &Client) -> Result<CommandPorts> {
-        let nats = client.nats().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                "commands need a NATS connection (JetStream work queue and KV)",
-            )
-        })?;
+        let backend = client.require_backend("commands")?;
         Ok(client
             .command_ports_cell()
             .get_or_init(|| CommandPorts {
-                queue: Arc::new(NatsCommandQueue::new(nats)),
-                store: Arc::new(NatsCommandStore::new(nats)),
+                queue: backend.command_queue(),
+                store: backend.command_store(),
             })
             .clone())
     }

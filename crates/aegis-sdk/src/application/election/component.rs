@@ -15,13 +15,12 @@ use tokio::task::JoinHandle;
 use super::elector::Elector;
 use super::leadership::{Admission, Leadership};
 use super::policy::FailoverPolicy;
-use crate::adapters::nats::election::NatsLeaseStore;
 use crate::application::component::{Component, ComponentContext, RunningComponent};
 use crate::application::context::{HandlerError, InstanceInfo, RpcContext};
 use crate::application::service::ServiceBuilder;
 use crate::domain::election::{GroupName, DEFAULT_GROUP};
 use crate::domain::error_code;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What the builder collected about single-active mode.
 pub(crate) struct ElectionSetup {
@@ -115,12 +114,13 @@ impl Component for SingleActive {
     }
 
     async fn start(&self, context: &ComponentContext) -> Result<Box<dyn RunningComponent>> {
-        let nats = context.client().nats().ok_or_else(|| {
-            Error::invalid_argument("single-active mode needs a client connected to NATS")
-        })?;
-        let store = NatsLeaseStore::open(nats, context.service(), self.leadership.group()).await?;
+        let store = context
+            .client()
+            .require_backend("single-active services")?
+            .lease_store(context.service(), self.leadership.group())
+            .await?;
         let elector = Elector {
-            store: Arc::new(store),
+            store,
             leadership: self.leadership.clone(),
             policy: self.policy,
             instance_id: context.instance_id().to_string(),

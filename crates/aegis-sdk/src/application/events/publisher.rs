@@ -18,19 +18,12 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ports::events::{EventBus, PublishReceipt};
 use crate::ports::Headers;
 
-/// The event bus of a client's NATS connection.
+/// The event bus of a client's backend.
 pub(crate) fn event_bus(
     client: &Client,
     max_in_flight: Option<usize>,
 ) -> Result<Arc<dyn EventBus>> {
-    let nats = client.nats().ok_or_else(|| {
-        Error::invalid_argument("events need a client connected to NATS (JetStream)")
-    })?;
-    let bus = match max_in_flight {
-        Some(limit) => NatsEventBus::with_max_in_flight(nats, limit),
-        None => NatsEventBus::new(nats),
-    };
-    Ok(Arc::new(bus))
+    Ok(client.require_backend("events")?.event_bus(max_in_flight))
 }
 
 /// Options of an [`EventPublisher`].
@@ -103,7 +96,7 @@ impl EventPublisher {
     /// A publisher on `client`'s connection, encoding and source, with default options.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] when the client is not connected to NATS.
+    /// [`ErrorKind::InvalidArgument`] when the client has no backend.
     pub fn new(client: &Client) -> Result<Self> {
         Self::with_options(client, PublisherOptions::default())
     }
