@@ -6,3 +6,4 @@
 #[cfg(feature = "testing")]
 pub mod memory;
 pub mod nats;
+pub mod prometheus;

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use tracing::Instrument;
+
+use super::metrics::{self, OpKind, Outcome};
+use super::propagation;
 use crate::adapters::nats::{ConnectOptions, NatsTransport};
 use crate::domain::election::LEADER_HEADER;
 use crate::domain::envelope::{self, RpcRequestRef};
@@ -220,16 +224,27 @@ where
         self
     }
 
-    async fn send(self) -> Result<R> {
-        let service = ServiceName::new(self.service)?;
-        let method = MethodName::new(self.method)?;
+    async fn send(mut self) -> Result<R> {
+        let service = ServiceName::new(std::mem::take(&mut self.service))?;
+        let method = MethodName::new(std::mem::take(&mut self.method))?;
+        let metrics =
+            metrics::op_if_enabled(OpKind::RpcClient, &[service.as_str(), method.as_str()]);
+        let started = metrics.as_ref().map(|op| op.start());
+        let result = self.send_valid(service, method).await;
+        if let (Some(op), Some(started)) = (metrics, started) {
+            op.finish(started, Outcome::of(&result));
+        }
+        result
+    }
+
+    async fn send_valid(&mut self, service: ServiceName, method: MethodName) -> Result<R> {
         let timeout = self.timeout.unwrap_or(self.client.inner.default_timeout);
         if timeout.is_zero() {
             return Err(Error::invalid_argument("call timeout must be > 0"));
         }
         let pinned = self.instance.is_some();
         let queue_subject = subjects::rpc(&service, &method);
-        let mut subject = match self.instance {
+        let mut subject = match self.instance.take() {
             Some(instance) => {
                 subjects::rpc_instance(&service, &method, &InstanceId::new(instance)?)
             }
@@ -238,7 +253,12 @@ where
 
         // One request id for every attempt: they are one call.
         let message_id = envelope::new_id();
-        let trace_id = envelope::new_id();
+        let trace = propagation::outgoing();
+        let trace_id = trace.envelope_trace_id();
+        propagation::inject(&mut self.headers, &trace);
+        let span = tracing::Span::current();
+        span.record("message_id", message_id.as_str());
+        span.record("trace_id", trace_id.as_str());
         let deadline = Instant::now() + timeout;
         let mut backoff = FIRST_BACKOFF;
         let mut failing_over = false;
@@ -400,6 +420,13 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = Result<R>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.send())
+        let span = tracing::info_span!(
+            "aegis.rpc.call",
+            service = %self.service,
+            method = %self.method,
+            message_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        Box::pin(self.send().instrument(span))
     }
 }

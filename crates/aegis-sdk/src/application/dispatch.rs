@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use tracing::{Instrument, Span};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::client::Client;
 use super::context::{InstanceInfo, RpcContext};
 use super::handler::{failure_reply, Incoming, Outgoing, RpcHandler};
+use super::propagation;
+use crate::domain::trace::TraceContext;
 use crate::domain::{error_code, Encoding};
 use crate::ports::{Headers, InboundMessage, Subscription};
 
@@ -22,6 +25,7 @@ pub(crate) struct Dispatcher {
     pub(crate) encoding: Encoding,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) exclusive: Option<Arc<super::election::ExclusiveGate>>,
+    pub(crate) endpoints: Arc<super::micro::Endpoints>,
 }
 
 /// Where the method name is found in the subjects a loop listens on.
@@ -116,6 +120,9 @@ impl Dispatcher {
         let handler = method
             .as_ref()
             .and_then(|name| self.handlers.get(name).map(|h| (name.clone(), h.clone())));
+        let probe = handler
+            .as_ref()
+            .and_then(|(name, _)| self.endpoints.begin(name));
 
         let mut reply_headers = Headers::new();
         let outgoing: Outgoing = match handler {
@@ -146,6 +153,9 @@ impl Dispatcher {
                         let ids = crate::domain::envelope::peek_ids(&message.payload)
                             .unwrap_or((None, None));
                         let reply = failure_reply(self.encoding, ids.0, ids.1, refusal.error);
+                        if let Some(probe) = probe {
+                            probe.finish(&reply);
+                        }
                         self.send_reply(reply_to, reply_headers, reply).await;
                         return;
                     }
@@ -161,18 +171,46 @@ impl Dispatcher {
                     headers: message.headers,
                     fencing_token,
                 };
+                let trace = propagation::incoming(&context.headers, &message.payload);
+                let span = self.span(&context.method, &message.payload, trace.as_ref());
                 let incoming = Incoming {
                     payload: message.payload,
                     context,
                 };
-                handler.call(incoming, self.encoding).await
+                let encoding = self.encoding;
+                let call = async move { handler.call(incoming, encoding).await };
+                propagation::scope(trace, call).instrument(span).await
             }
         };
         if outgoing.failed {
             tracing::debug!(service = %self.instance.service, method = ?method, "rpc failed");
         }
+        if let Some(probe) = probe {
+            probe.finish(&outgoing);
+        }
 
         self.send_reply(reply_to, reply_headers, outgoing).await;
+    }
+
+    /// The span of one handler run, with the request's ids when the span is recorded.
+    fn span(&self, method: &str, payload: &[u8], trace: Option<&TraceContext>) -> Span {
+        let span = tracing::info_span!(
+            "aegis.rpc.handle",
+            service = %self.instance.service,
+            method,
+            instance = %self.instance.instance_id,
+            message_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            if let Some((Some(message_id), _)) = crate::domain::envelope::peek_ids(payload) {
+                span.record("message_id", message_id);
+            }
+            if let Some(trace) = trace {
+                span.record("trace_id", trace.envelope_trace_id());
+            }
+        }
+        span
     }
 
     async fn send_reply(&self, reply_to: String, headers: Headers, outgoing: Outgoing) {
