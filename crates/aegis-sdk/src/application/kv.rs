@@ -62,7 +62,8 @@ impl std::fmt::Debug for Kv {
 
 impl Kv {
     /// Opens (creating when missing) the bucket `config.name` on the client's NATS
-    /// connection.
+    /// connection. Its operations show in the [metrics](super::metrics) (see
+    /// [`metered`](super::metrics::metered) for a store of your own).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) when the client has no NATS connection; see
@@ -71,7 +72,8 @@ impl Kv {
         let nats = client.nats().ok_or_else(|| {
             Error::invalid_argument("a NATS KV bucket needs a client connected to NATS")
         })?;
-        Ok(Kv::new(Arc::new(NatsKvStore::open(nats, &config).await?)))
+        let store = NatsKvStore::open(nats, &config).await?;
+        Ok(Kv::new(super::metrics::metered(Arc::new(store))))
     }
 
     /// A typed view of any store.

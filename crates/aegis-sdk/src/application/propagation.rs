@@ -69,6 +69,17 @@ pub(crate) fn outgoing() -> TraceContext {
     }
 }
 
+/// The context for a message whose envelope names trace `trace_id`: the next span of
+/// the current trace if that is the one, else a new span in the named trace; `None`
+/// when the text names no trace (no header is sent then).
+pub(crate) fn for_envelope(trace_id: &str) -> Option<TraceContext> {
+    let next = outgoing();
+    if next.matches_envelope_trace_id(trace_id) {
+        return Some(next);
+    }
+    TraceContext::from_envelope_trace_id(trace_id)
+}
+
 /// Adds the `traceparent` header of `trace` to `headers`.
 pub(crate) fn inject(headers: &mut Headers, trace: &TraceContext) {
     headers.insert(TRACEPARENT, trace.traceparent());

@@ -9,7 +9,11 @@ use futures::FutureExt;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
+use tracing::Instrument;
+
 use super::cancel::{CancelReason, CancelToken};
+use crate::application::metrics::{self, OpKind, Outcome};
+use crate::application::propagation;
 use super::context::CommandContext;
 use super::handler::RunFailure;
 use super::worker::{Held, Shared};
@@ -119,11 +123,41 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
         cancel: token.clone(),
         progress: progress_tx.clone(),
     };
+    let trace = propagation::incoming_decoded(&delivery.headers, &command.trace_id);
+    let span = tracing::info_span!(
+        "aegis.command.handle",
+        service = %shared.instance.service,
+        instance = %shared.instance.instance_id,
+        command = %shared.command,
+        command_id = %id,
+        attempt,
+        trace_id = %command.trace_id,
+    );
+    let timing = metrics::op_if_enabled(
+        OpKind::CommandHandle,
+        &[shared.instance.service.as_str(), &shared.command],
+    )
+    .map(|op| {
+        let started = op.start();
+        (op, started)
+    });
     let ended = match token.reason() {
         // Cancelled while the record was read: the handler never starts.
         Some(reason) => Ended::Cancelled(reason),
-        None => run(&shared, ctx, command.payload, &token, timeout, &*acker).await,
+        None => {
+            let work = run(&shared, ctx, command.payload, &token, timeout, &*acker);
+            propagation::scope(trace, work).instrument(span).await
+        }
     };
+    if let Some((op, started)) = timing {
+        let outcome = match &ended {
+            Ended::Done(_) => Outcome::Ok,
+            Ended::Failed(_) => Outcome::Error,
+            Ended::Cancelled(CancelReason::TimedOut) => Outcome::Timeout,
+            Ended::Cancelled(_) => Outcome::Cancelled,
+        };
+        op.finish(started, outcome);
+    }
     shared.unregister(&id);
 
     let retry =

@@ -43,6 +43,7 @@
 //! ```
 
 mod histogram;
+mod kv;
 mod snapshot;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 pub(crate) use histogram::{HistogramView, PROMETHEUS_BOUNDS};
+pub use kv::metered;
 pub use snapshot::{MetricsSnapshot, Sample, Timing};
 
 use crate::error::{Error, ErrorKind};
@@ -316,8 +318,6 @@ pub(crate) enum GaugeKind {
 }
 
 impl GaugeKind {
-    pub(crate) const ALL: [GaugeKind; 1] = [GaugeKind::ElectionLeader];
-
     pub(crate) fn name(self) -> &'static str {
         match self {
             GaugeKind::ElectionLeader => "aegis_election_leader",
