@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tracing::{Instrument, Span};
+use tracing::Span;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -13,7 +13,6 @@ use super::client::Client;
 use super::context::{InstanceInfo, RpcContext};
 use super::handler::{failure_reply, Incoming, Outgoing, RpcHandler};
 use super::propagation;
-use crate::domain::trace::TraceContext;
 use crate::domain::{error_code, Encoding};
 use crate::ports::{Headers, InboundMessage, Subscription};
 
@@ -172,14 +171,14 @@ impl Dispatcher {
                     fencing_token,
                 };
                 let trace = propagation::incoming(&context.headers, &message.payload);
-                let span = self.span(&context.method, &message.payload, trace.as_ref());
+                let span = self.span(&context.method, &message.payload);
                 let incoming = Incoming {
                     payload: message.payload,
                     context,
                 };
                 let encoding = self.encoding;
                 let call = async move { handler.call(incoming, encoding).await };
-                propagation::scope(trace, call).instrument(span).await
+                propagation::continue_trace(trace, span, call).await
             }
         };
         if outgoing.failed {
@@ -192,8 +191,8 @@ impl Dispatcher {
         self.send_reply(reply_to, reply_headers, outgoing).await;
     }
 
-    /// The span of one handler run, with the request's ids when the span is recorded.
-    fn span(&self, method: &str, payload: &[u8], trace: Option<&TraceContext>) -> Span {
+    /// The span of one handler run, with the request's message id when it is recorded.
+    fn span(&self, method: &str, payload: &[u8]) -> Span {
         let span = tracing::info_span!(
             "aegis.rpc.handle",
             service = %self.instance.service,
@@ -205,9 +204,6 @@ impl Dispatcher {
         if !span.is_disabled() {
             if let Some((Some(message_id), _)) = crate::domain::envelope::peek_ids(payload) {
                 span.record("message_id", message_id);
-            }
-            if let Some(trace) = trace {
-                span.record("trace_id", trace.envelope_trace_id());
             }
         }
         span

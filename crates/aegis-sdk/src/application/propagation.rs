@@ -16,7 +16,9 @@
 //! With the `otel` feature, an OpenTelemetry span entered around outgoing work wins:
 //! its trace and span id go into the header, so exported spans nest across processes.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+
+use tracing::Instrument;
 
 use crate::domain::envelope;
 use crate::domain::trace::{TraceContext, TRACEPARENT};
@@ -46,14 +48,31 @@ pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(|current| *current).ok().flatten()
 }
 
-/// Runs `work` in `trace`: messages it sends continue that trace.
-pub async fn in_trace<F: Future>(trace: TraceContext, work: F) -> F::Output {
-    CURRENT.scope(Some(trace), work).await
+/// Runs `work` (a future, or a [`Call`](super::Call) and the like) in `trace`: messages
+/// it sends continue that trace.
+pub async fn in_trace<F: IntoFuture>(trace: TraceContext, work: F) -> F::Output {
+    CURRENT.scope(Some(trace), work.into_future()).await
 }
 
-/// Runs `work` in `trace` if there is one (else outside any trace).
-pub(crate) async fn scope<F: Future>(trace: Option<TraceContext>, work: F) -> F::Output {
-    CURRENT.scope(trace, work).await
+/// Runs `work` under `span`, continuing the trace of the remote `parent` (the sender's
+/// span, as [`incoming`] found it): the span gets the trace id (and, with `otel`, the
+/// OpenTelemetry parent), and messages `work` sends continue the trace.
+pub(crate) async fn continue_trace<F: Future>(
+    parent: Option<TraceContext>,
+    span: tracing::Span,
+    work: F,
+) -> F::Output {
+    if let Some(parent) = &parent {
+        if !span.is_disabled() {
+            span.record("trace_id", parent.envelope_trace_id());
+        }
+        #[cfg(feature = "otel")]
+        crate::adapters::otel::set_parent(&span, parent);
+    }
+    CURRENT
+        .scope(parent.map(|parent| parent.child()), work)
+        .instrument(span)
+        .await
 }
 
 /// The context for a message about to be sent: a new span in the current trace, or a
@@ -85,8 +104,8 @@ pub(crate) fn inject(headers: &mut Headers, trace: &TraceContext) {
     headers.insert(TRACEPARENT, trace.traceparent());
 }
 
-/// The trace an incoming message continues, as a new span in it: the `traceparent`
-/// header when valid, else the envelope's `trace_id` (looked up in `payload` only then).
+/// The remote parent of an incoming message: the `traceparent` header when valid, else
+/// the trace named by the envelope's `trace_id` (looked up in `payload` only then).
 pub(crate) fn incoming(headers: &Headers, payload: &[u8]) -> Option<TraceContext> {
     from_header(headers).or_else(|| {
         let (_, trace_id) = envelope::peek_ids(payload)?;
@@ -103,7 +122,6 @@ fn from_header(headers: &Headers) -> Option<TraceContext> {
     headers
         .get(TRACEPARENT)
         .and_then(TraceContext::parse_traceparent)
-        .map(|parent| parent.child())
 }
 
 #[cfg(test)]

@@ -9,8 +9,6 @@ use futures::FutureExt;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use tracing::Instrument;
-
 use super::cancel::{CancelReason, CancelToken};
 use crate::application::metrics::{self, OpKind, Outcome};
 use crate::application::propagation;
@@ -131,7 +129,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
         command = %shared.command,
         command_id = %id,
         attempt,
-        trace_id = %command.trace_id,
+        trace_id = tracing::field::Empty,
     );
     let timing = metrics::op_if_enabled(
         OpKind::CommandHandle,
@@ -146,7 +144,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
         Some(reason) => Ended::Cancelled(reason),
         None => {
             let work = run(&shared, ctx, command.payload, &token, timeout, &*acker);
-            propagation::scope(trace, work).instrument(span).await
+            propagation::continue_trace(trace, span, work).await
         }
     };
     if let Some((op, started)) = timing {

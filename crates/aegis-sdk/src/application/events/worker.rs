@@ -20,7 +20,6 @@ use super::subscription::{DeliveryMode, Options, StartPolicy, ValidSubscription}
 use crate::application::client::Client;
 use crate::application::metrics::{self, OpKind};
 use crate::application::propagation;
-use tracing::Instrument;
 use crate::application::component::{ComponentContext, RunningComponent};
 use crate::application::context::InstanceInfo;
 use crate::error::Result;
@@ -217,9 +216,6 @@ impl Worker {
             if let Some((message_id, _)) = crate::domain::envelope::peek_ids(&delivery.payload) {
                 span.record("message_id", message_id);
             }
-            if let Some(trace) = &trace {
-                span.record("trace_id", trace.envelope_trace_id());
-            }
         }
         let timing = metrics::op_if_enabled(
             OpKind::EventHandle,
@@ -231,8 +227,9 @@ impl Worker {
         });
         let handler = self.handler.clone();
         let payload = delivery.payload.clone();
-        let work = propagation::scope(trace, async move { handler.call(context, payload).await })
-            .instrument(span);
+        let work = propagation::continue_trace(trace, span, async move {
+            handler.call(context, payload).await
+        });
         tokio::pin!(work);
 
         // While the handler works, tell the server every half ack-wait, so the event is
