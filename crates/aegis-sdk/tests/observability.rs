@@ -54,7 +54,9 @@ fn uuid_hex() -> String {
 
 /// `GET path` over plain HTTP; the status line and the body.
 async fn http_get(address: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
@@ -67,7 +69,10 @@ async fn http_get(address: std::net::SocketAddr, path: &str) -> (String, String)
 /// The samples of an exposition: (name, labels, value).
 fn parse_exposition(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
     let mut samples = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (series, value) = line.rsplit_once(' ').expect("a sample line");
         let (name, labels) = match series.split_once('{') {
             Some((name, rest)) => (name, rest.trim_end_matches('}')),
@@ -115,7 +120,9 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
 
     let server = NatsServer::start();
     let client = connect(&server).await;
-    let endpoint = serve_prometheus("127.0.0.1:0").await.expect("metrics endpoint");
+    let endpoint = serve_prometheus("127.0.0.1:0")
+        .await
+        .expect("metrics endpoint");
     assert!(Metrics::global().is_enabled());
 
     let service_name = unique("obs-metrics-");
@@ -149,8 +156,7 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
             .unwrap();
     }
     for _ in 0..M {
-        let result: aegis_sdk::Result<Value> =
-            client.call(&service_name, "fail", json!({})).await;
+        let result: aegis_sdk::Result<Value> = client.call(&service_name, "fail", json!({})).await;
         assert!(result.is_err());
     }
     for i in 0..K {
@@ -174,19 +180,52 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
     let count = |name: &str, labels: &[(&str, &str)]| snapshot.counter(name, labels);
     let server_total = "aegis_rpc_server_requests_total";
     let client_total = "aegis_rpc_client_requests_total";
-    assert_eq!(count(server_total, &[("service", svc), ("method", "ok"), ("outcome", "ok")]), N);
-    assert_eq!(count(server_total, &[("service", svc), ("method", "fail"), ("outcome", "error")]), M);
+    assert_eq!(
+        count(
+            server_total,
+            &[("service", svc), ("method", "ok"), ("outcome", "ok")]
+        ),
+        N
+    );
+    assert_eq!(
+        count(
+            server_total,
+            &[("service", svc), ("method", "fail"), ("outcome", "error")]
+        ),
+        M
+    );
     assert_eq!(count(server_total, &[("service", svc)]), N + M);
-    assert_eq!(count(client_total, &[("service", svc), ("method", "ok"), ("outcome", "ok")]), N);
-    assert_eq!(count(client_total, &[("service", svc), ("method", "fail"), ("outcome", "error")]), M);
+    assert_eq!(
+        count(
+            client_total,
+            &[("service", svc), ("method", "ok"), ("outcome", "ok")]
+        ),
+        N
+    );
+    assert_eq!(
+        count(
+            client_total,
+            &[("service", svc), ("method", "fail"), ("outcome", "error")]
+        ),
+        M
+    );
     assert_eq!(count(client_total, &[("service", svc)]), N + M);
     assert_eq!(
-        count("aegis_events_published_total", &[("domain", &domain), ("outcome", "ok")]),
+        count(
+            "aegis_events_published_total",
+            &[("domain", &domain), ("outcome", "ok")]
+        ),
         K
     );
-    assert_eq!(count("aegis_events_published_total", &[("domain", &domain)]), K);
     assert_eq!(
-        count("aegis_events_handled_total", &[("service", svc), ("domain", &domain)]),
+        count("aegis_events_published_total", &[("domain", &domain)]),
+        K
+    );
+    assert_eq!(
+        count(
+            "aegis_events_handled_total",
+            &[("service", svc), ("domain", &domain)]
+        ),
         K
     );
     assert_eq!(
@@ -212,10 +251,16 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
                 && timing.p99 <= timing.max,
             "{name} {method}: {timing:?}"
         );
-        assert!(timing.min <= timing.mean && timing.mean <= timing.max, "{timing:?}");
+        assert!(
+            timing.min <= timing.mean && timing.mean <= timing.max,
+            "{timing:?}"
+        );
     }
     let events = snapshot
-        .timing("aegis_events_publish_duration_seconds", &[("domain", &domain)])
+        .timing(
+            "aegis_events_publish_duration_seconds",
+            &[("domain", &domain)],
+        )
         .unwrap();
     assert_eq!(events.count, K);
 
@@ -230,27 +275,84 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
     };
     let method_ok = [("service", svc), ("method", "ok")];
     let method_fail = [("service", svc), ("method", "fail")];
-    assert_eq!(one(server_total, &[("service", svc), ("method", "ok"), ("outcome", "ok")]), N as f64);
-    assert_eq!(one(server_total, &[("service", svc), ("method", "fail"), ("outcome", "error")]), M as f64);
-    assert_eq!(one(client_total, &[("service", svc), ("method", "ok"), ("outcome", "ok")]), N as f64);
-    assert_eq!(one(client_total, &[("service", svc), ("method", "fail"), ("outcome", "error")]), M as f64);
-    assert_eq!(one("aegis_events_published_total", &[("domain", &domain), ("outcome", "ok")]), K as f64);
     assert_eq!(
-        one("aegis_events_handled_total", &[("service", svc), ("domain", &domain), ("outcome", "ok")]),
+        one(
+            server_total,
+            &[("service", svc), ("method", "ok"), ("outcome", "ok")]
+        ),
+        N as f64
+    );
+    assert_eq!(
+        one(
+            server_total,
+            &[("service", svc), ("method", "fail"), ("outcome", "error")]
+        ),
+        M as f64
+    );
+    assert_eq!(
+        one(
+            client_total,
+            &[("service", svc), ("method", "ok"), ("outcome", "ok")]
+        ),
+        N as f64
+    );
+    assert_eq!(
+        one(
+            client_total,
+            &[("service", svc), ("method", "fail"), ("outcome", "error")]
+        ),
+        M as f64
+    );
+    assert_eq!(
+        one(
+            "aegis_events_published_total",
+            &[("domain", &domain), ("outcome", "ok")]
+        ),
         K as f64
     );
-    assert_eq!(one("aegis_rpc_server_duration_seconds_count", &method_ok), N as f64);
-    assert_eq!(one("aegis_rpc_server_duration_seconds_count", &method_fail), M as f64);
-    assert_eq!(one("aegis_rpc_client_duration_seconds_count", &method_ok), N as f64);
-    let buckets = scraped(&samples, "aegis_rpc_server_duration_seconds_bucket", &method_ok);
+    assert_eq!(
+        one(
+            "aegis_events_handled_total",
+            &[("service", svc), ("domain", &domain), ("outcome", "ok")]
+        ),
+        K as f64
+    );
+    assert_eq!(
+        one("aegis_rpc_server_duration_seconds_count", &method_ok),
+        N as f64
+    );
+    assert_eq!(
+        one("aegis_rpc_server_duration_seconds_count", &method_fail),
+        M as f64
+    );
+    assert_eq!(
+        one("aegis_rpc_client_duration_seconds_count", &method_ok),
+        N as f64
+    );
+    let buckets = scraped(
+        &samples,
+        "aegis_rpc_server_duration_seconds_bucket",
+        &method_ok,
+    );
     assert!(buckets.len() > 2, "{buckets:?}");
-    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "cumulative: {buckets:?}");
-    assert_eq!(one("aegis_rpc_server_duration_seconds_bucket", &[("service", svc), ("method", "ok"), ("le", "+Inf")]), N as f64);
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {buckets:?}"
+    );
+    assert_eq!(
+        one(
+            "aegis_rpc_server_duration_seconds_bucket",
+            &[("service", svc), ("method", "ok"), ("le", "+Inf")]
+        ),
+        N as f64
+    );
     let sum = one("aegis_rpc_server_duration_seconds_sum", &method_ok);
     let timing = snapshot
         .timing("aegis_rpc_server_duration_seconds", &method_ok)
         .unwrap();
-    assert!(sum >= timing.min.as_secs_f64() * N as f64 && sum <= timing.max.as_secs_f64() * N as f64);
+    assert!(
+        sum >= timing.min.as_secs_f64() * N as f64 && sum <= timing.max.as_secs_f64() * N as f64
+    );
 
     let (status, _) = http_get(endpoint.local_addr(), "/elsewhere").await;
     assert!(status.contains("404"), "{status}");
@@ -268,8 +370,86 @@ fn header_trace(headers: &aegis_sdk::ports::Headers) -> Option<String> {
         .map(|t| t.envelope_trace_id())
 }
 
+/// A span's name and its fields as text.
+type SpanRecord = (String, BTreeMap<String, String>);
+
+/// The spans recorded while a test runs.
+#[derive(Clone, Default)]
+struct Spans {
+    live: Arc<Mutex<std::collections::HashMap<u64, SpanRecord>>>,
+    closed: Arc<Mutex<Vec<SpanRecord>>>,
+}
+
+struct FieldText<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for FieldText<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(
+            field.name().to_owned(),
+            format!("{value:?}").trim_matches('"').to_owned(),
+        );
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = BTreeMap::new();
+        attrs.record(&mut FieldText(&mut fields));
+        let name = attrs.metadata().name().to_owned();
+        self.live
+            .lock()
+            .unwrap()
+            .insert(id.into_u64(), (name, fields));
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Some((_, fields)) = self.live.lock().unwrap().get_mut(&id.into_u64()) {
+            values.record(&mut FieldText(fields));
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, _: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(span) = self.live.lock().unwrap().remove(&id.into_u64()) {
+            self.closed.lock().unwrap().push(span);
+        }
+    }
+}
+
+impl Spans {
+    fn named(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+        let closed = self.closed.lock().unwrap();
+        let live = self.live.lock().unwrap();
+        closed
+            .iter()
+            .chain(live.values())
+            .filter(|(n, _)| n == name)
+            .map(|(_, fields)| fields.clone())
+            .collect()
+    }
+}
+
+// A current-thread runtime (the default): the services' tasks run on this thread,
+// where the span recorder is installed.
 #[tokio::test]
 async fn one_trace_across_rpc_event_and_command() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let spans = Spans::default();
+    let _recording =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+
     let server = NatsServer::start();
     let client = connect(&server).await;
     let hops: Arc<Mutex<Vec<Hop>>> = Arc::default();
@@ -357,9 +537,47 @@ async fn one_trace_across_rpc_event_and_command() {
     assert_eq!(names, ["rpc", "event", "command"]);
     for (hop, envelope, header, current) in &hops {
         assert_eq!(envelope, &expected, "{hop}: envelope trace_id");
-        assert_eq!(header.as_deref(), Some(expected.as_str()), "{hop}: traceparent");
-        assert_eq!(current.as_deref(), Some(expected.as_str()), "{hop}: current trace");
+        assert_eq!(
+            header.as_deref(),
+            Some(expected.as_str()),
+            "{hop}: traceparent"
+        );
+        assert_eq!(
+            current.as_deref(),
+            Some(expected.as_str()),
+            "{hop}: current trace"
+        );
     }
+
+    // The spans of the call and of each handler carry the trace and their ids.
+    let calls = spans.named("aegis.rpc.call");
+    let call = calls
+        .iter()
+        .find(|f| f.get("service").map(String::as_str) == Some("trace-b"))
+        .expect("the call's span");
+    assert_eq!(call["method"], "start");
+    assert_eq!(call["trace_id"], expected);
+    let handled = spans.named("aegis.rpc.handle");
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    let handle = &handled[0];
+    assert_eq!(handle["service"], "trace-b");
+    assert_eq!(handle["method"], "start");
+    assert_eq!(handle["instance"], b.instance_id().as_str());
+    assert_eq!(handle["message_id"], call["message_id"]);
+    assert_eq!(handle["trace_id"], expected);
+    let event = spans.named("aegis.event.handle");
+    assert_eq!(event.len(), 1, "{event:?}");
+    assert_eq!(event[0]["service"], "trace-c");
+    assert_eq!(event[0]["instance"], c.instance_id().as_str());
+    assert_eq!(event[0]["event_type"], "started");
+    assert_eq!(event[0]["trace_id"], expected);
+    assert!(event[0].contains_key("message_id"));
+    let command = spans.named("aegis.command.handle");
+    assert_eq!(command.len(), 1, "{command:?}");
+    assert_eq!(command[0]["service"], "trace-d");
+    assert_eq!(command[0]["command"], "finish");
+    assert_eq!(command[0]["trace_id"], expected);
+    assert!(command[0].contains_key("command_id"));
 
     // A call outside any trace starts a new one, whose envelope id is a UUID v4.
     let lone = Arc::new(Mutex::new(None));
@@ -460,11 +678,18 @@ async fn service_api_ping_info_and_stats_follow_the_nats_schema() {
     assert_eq!(by_id.len(), 1);
     let ping: PingResponse = serde_json::from_slice(&by_id[0].payload).expect("ping schema");
     assert_eq!(ping.kind, "io.nats.micro.v1.ping_response");
-    assert_eq!((ping.name.as_str(), ping.id.as_str()), ("obs-micro", "obs-micro-one"));
+    assert_eq!(
+        (ping.name.as_str(), ping.id.as_str()),
+        ("obs-micro", "obs-micro-one")
+    );
     assert_eq!(ping.version, "2.1.0");
     let mut ids: Vec<String> = everyone
         .iter()
-        .map(|m| serde_json::from_slice::<PingResponse>(&m.payload).unwrap().id)
+        .map(|m| {
+            serde_json::from_slice::<PingResponse>(&m.payload)
+                .unwrap()
+                .id
+        })
         .collect();
     ids.sort();
     assert_eq!(ids, ["obs-micro-one", "obs-micro-two"]);
@@ -488,7 +713,10 @@ async fn service_api_ping_info_and_stats_follow_the_nats_schema() {
             "rpc.obs-micro".to_owned(),
         )
     };
-    assert_eq!(endpoints, [endpoint("echo"), endpoint("fail"), endpoint("health")]);
+    assert_eq!(
+        endpoints,
+        [endpoint("echo"), endpoint("fail"), endpoint("health")]
+    );
     assert_eq!(gather(&nats, "$SRV.INFO").await.len(), 2);
 
     // STATS: per-endpoint counts of instance one; instance two saw nothing.
@@ -497,7 +725,10 @@ async fn service_api_ping_info_and_stats_follow_the_nats_schema() {
     let raw: Value = serde_json::from_slice(&stats[0].payload).unwrap();
     let stats: Stats = serde_json::from_slice(&stats[0].payload).expect("stats schema");
     assert_eq!(stats.kind, "io.nats.micro.v1.stats_response");
-    assert_eq!((stats.name.as_str(), stats.id.as_str()), ("obs-micro", "obs-micro-one"));
+    assert_eq!(
+        (stats.name.as_str(), stats.id.as_str()),
+        ("obs-micro", "obs-micro-one")
+    );
     let by_name = |name: &str| {
         stats
             .endpoints
@@ -510,7 +741,10 @@ async fn service_api_ping_info_and_stats_follow_the_nats_schema() {
     assert_eq!((fail.requests, fail.errors), (2, 2));
     assert!(echo.last_error.is_none());
     let last = fail.last_error.as_ref().expect("a last error");
-    assert!(last.status.contains("INVALID_REQUEST: bad input"), "{last:?}");
+    assert!(
+        last.status.contains("INVALID_REQUEST: bad input"),
+        "{last:?}"
+    );
     assert_eq!(echo.queue_group, "rpc.obs-micro");
     assert!(echo.processing_time > Duration::ZERO);
     assert_eq!(

@@ -109,11 +109,8 @@ async fn answer(mut stream: TcpStream) {
     let mut head = Vec::with_capacity(512);
     let mut buffer = [0u8; 1024];
     let complete = loop {
-        match tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            stream.read(&mut buffer),
-        )
-        .await
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer))
+            .await
         {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break false,
             Ok(Ok(n)) => head.extend_from_slice(&buffer[..n]),
@@ -174,8 +171,12 @@ impl Collector for AegisCollector {
                 names.iter().copied().zip(values.iter().cloned()).collect()
             };
 
-            let mut counter =
-                encoder.encode_descriptor(kind.counter_name(), kind.help(), None, MetricType::Counter)?;
+            let mut counter = encoder.encode_descriptor(
+                kind.counter_name(),
+                kind.help(),
+                None,
+                MetricType::Counter,
+            )?;
             for op in &series {
                 for (outcome, count) in op.outcome_counts().filter(|(_, n)| *n > 0) {
                     let mut set = labels(op.labels());

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tracing::Span;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Span;
 
 use super::client::Client;
 use super::context::{InstanceInfo, RpcContext};

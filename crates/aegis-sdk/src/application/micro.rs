@@ -74,10 +74,7 @@ impl Endpoints {
         let endpoint = self.by_method.get(method)?;
         let op = Metrics::global().is_enabled().then(|| {
             &**endpoint.metrics.get_or_init(|| {
-                Metrics::global().op(
-                    OpKind::RpcServer,
-                    &[self.instance.service.as_str(), method],
-                )
+                Metrics::global().op(OpKind::RpcServer, &[self.instance.service.as_str(), method])
             })
         });
         let started = match op {
@@ -169,7 +166,10 @@ impl Endpoints {
 fn metadata() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("sdk".to_owned(), "aegis-sdk-rust".to_owned()),
-        ("sdk_version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        (
+            "sdk_version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
     ])
 }
 
@@ -186,7 +186,10 @@ impl Probe<'_> {
     /// Counts the request, as failed if `reply` reports a failure.
     pub(crate) fn finish(mut self, reply: &Outgoing) {
         self.finished = true;
-        self.count(reply.error.as_deref().filter(|_| reply.failed), reply.failed);
+        self.count(
+            reply.error.as_deref().filter(|_| reply.failed),
+            reply.failed,
+        );
     }
 
     fn count(&self, error: Option<&str>, failed: bool) {
@@ -200,7 +203,10 @@ impl Probe<'_> {
         if failed {
             endpoint.errors.fetch_add(1, Ordering::Relaxed);
             if let Some(error) = error {
-                let mut last = endpoint.last_error.lock().unwrap_or_else(|e| e.into_inner());
+                let mut last = endpoint
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 last.clear();
                 last.push_str(error);
             }

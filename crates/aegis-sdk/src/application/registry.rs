@@ -46,7 +46,9 @@ impl ServiceRegistry {
         })?;
         let config = BucketConfig::new(REGISTRY_BUCKET).history(1);
         let store = NatsKvStore::open(nats, &config).await?;
-        Ok(ServiceRegistry::new(super::metrics::metered(Arc::new(store))))
+        Ok(ServiceRegistry::new(super::metrics::metered(Arc::new(
+            store,
+        ))))
     }
 
     /// A registry over any store.

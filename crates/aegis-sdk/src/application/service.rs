@@ -216,8 +216,8 @@ impl ServiceBuilder {
             leadership: exclusive.as_ref().map(|gate| gate.leadership.clone()),
         });
         // A method of the user's called `health` replaces the built-in one.
-        let builtin_health = (!handlers.contains_key(HEALTH_METHOD))
-            .then(|| super::health::handler(health.clone()));
+        let builtin_health =
+            (!handlers.contains_key(HEALTH_METHOD)).then(|| super::health::handler(health.clone()));
         Ok(Service {
             inner: Arc::new(ServiceInner {
                 info: Arc::new(InstanceInfo {

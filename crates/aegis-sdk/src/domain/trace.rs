@@ -284,6 +284,8 @@ mod tests {
         let back = TraceContext::from_envelope_trace_id(&envelope).unwrap();
         assert_eq!(back.trace_id(), root.trace_id());
         assert!(TraceContext::from_envelope_trace_id("not-a-trace").is_none());
-        assert!(TraceContext::from_envelope_trace_id("00000000-0000-0000-0000-000000000000").is_none());
+        assert!(
+            TraceContext::from_envelope_trace_id("00000000-0000-0000-0000-000000000000").is_none()
+        );
     }
 }

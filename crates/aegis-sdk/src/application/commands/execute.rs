@@ -10,11 +10,11 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use super::cancel::{CancelReason, CancelToken};
-use crate::application::metrics::{self, OpKind, Outcome};
-use crate::application::propagation;
 use super::context::CommandContext;
 use super::handler::RunFailure;
 use super::worker::{Held, Shared};
+use crate::application::metrics::{self, OpKind, Outcome};
+use crate::application::propagation;
 use crate::domain::command_status::{CommandState, CommandStatus, Progress};
 use crate::domain::error_code;
 use crate::error::ErrorKind;

@@ -252,9 +252,7 @@ impl<P: Serialize + Send + 'static> SendCommand<P> {
         tracing::trace!(%subject, command_id = %id, "send command");
         let (created, queued_message) = tokio::join!(
             ports.store.create(&queued),
-            ports
-                .queue
-                .enqueue(subject, &id, headers, bytes.into()),
+            ports.queue.enqueue(subject, &id, headers, bytes.into()),
         );
         let duplicate = match (&created, &queued_message) {
             (Err(e), _) if e.kind() == ErrorKind::AlreadyExists => true,

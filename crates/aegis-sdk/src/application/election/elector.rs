@@ -327,7 +327,11 @@ impl Elector {
         let metrics = Metrics::global();
         if metrics.is_enabled() {
             let group = self.leadership.group().to_string();
-            let labels = [self.service.as_str(), group.as_str(), self.instance_id.as_str()];
+            let labels = [
+                self.service.as_str(),
+                group.as_str(),
+                self.instance_id.as_str(),
+            ];
             metrics.gauge(GaugeKind::ElectionLeader, &labels).set(value);
         }
     }

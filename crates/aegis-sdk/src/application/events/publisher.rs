@@ -19,6 +19,7 @@ use crate::domain::{subjects, Encoding, Event, EventDomain, EventType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::events::{EventBus, PublishReceipt};
 use crate::ports::Headers;
+use tracing::Instrument;
 
 /// The event bus of a client's NATS connection.
 pub(crate) fn event_bus(
@@ -235,7 +236,17 @@ impl EventPublisher {
             (op, started)
         });
 
-        let sent = self.hand_over(&subject, &headers, &payload, event).await;
+        let span = tracing::info_span!(
+            "aegis.event.publish",
+            domain = domain.as_str(),
+            event_type = event_type.as_str(),
+            message_id = %event.message_id,
+            trace_id = %event.trace_id,
+        );
+        let sent = self
+            .hand_over(&subject, &headers, &payload, event)
+            .instrument(span)
+            .await;
         let ack = match sent {
             Ok(ack) => ack,
             Err(error) => {

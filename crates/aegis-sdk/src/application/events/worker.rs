@@ -18,10 +18,10 @@ use super::publisher::event_bus;
 use super::stream::{ensure_stream, Use, EVENTS_STREAM};
 use super::subscription::{DeliveryMode, Options, StartPolicy, ValidSubscription};
 use crate::application::client::Client;
-use crate::application::metrics::{self, OpKind};
-use crate::application::propagation;
 use crate::application::component::{ComponentContext, RunningComponent};
 use crate::application::context::InstanceInfo;
+use crate::application::metrics::{self, OpKind};
+use crate::application::propagation;
 use crate::error::Result;
 use crate::ports::events::{ConsumerSpec, Delivery, EventBus, Settle, StartAt};
 

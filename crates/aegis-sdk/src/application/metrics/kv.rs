@@ -38,7 +38,12 @@ impl KvStore for MeteredKv {
     }
 
     async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<u64> {
-        timed(OpKind::Kv, &self.labels("put"), self.inner.put(key, value, ttl)).await
+        timed(
+            OpKind::Kv,
+            &self.labels("put"),
+            self.inner.put(key, value, ttl),
+        )
+        .await
     }
 
     async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<u64> {
@@ -72,7 +77,12 @@ impl KvStore for MeteredKv {
     }
 
     async fn entries(&self, prefix: &str) -> Result<Vec<KvEntry>> {
-        timed(OpKind::Kv, &self.labels("entries"), self.inner.entries(prefix)).await
+        timed(
+            OpKind::Kv,
+            &self.labels("entries"),
+            self.inner.entries(prefix),
+        )
+        .await
     }
 
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<(KvOperation, KvEntry)>> {
@@ -81,7 +91,12 @@ impl KvStore for MeteredKv {
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KvEntry>>> {
-        timed(OpKind::Kv, &self.labels("get_many"), self.inner.get_many(keys)).await
+        timed(
+            OpKind::Kv,
+            &self.labels("get_many"),
+            self.inner.get_many(keys),
+        )
+        .await
     }
 
     async fn put_many(
