@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aegis_sdk::adapters::prometheus::serve_prometheus;
+use aegis_sdk::application::kv::{Kv, Versioned};
 use aegis_sdk::application::metrics::Metrics;
 use aegis_sdk::application::propagation::{current, in_trace};
+use aegis_sdk::application::registration::RegistryOptions;
 use aegis_sdk::domain::trace::{TraceContext, TRACEPARENT};
 use aegis_sdk::domain::Event;
+use aegis_sdk::ports::kv::BucketConfig;
 use aegis_sdk::{
     Client, CommandContext, ConnectOptions, DeliveryMode, EventContext, FailoverPolicy,
     HandlerError, RpcContext, Service,
@@ -145,6 +148,7 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
                 }
             }
         })
+        .with_registry(RegistryOptions::default())
         .build()
         .unwrap();
     service.start(&client).await.unwrap();
@@ -354,6 +358,43 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
         sum >= timing.min.as_secs_f64() * N as f64 && sum <= timing.max.as_secs_f64() * N as f64
     );
 
+    // KV operations and the registry's heartbeat (written once at start).
+    let bucket = unique("obs_kv_");
+    let kv = Kv::open(&client, BucketConfig::new(&bucket)).await.unwrap();
+    for i in 0..3 {
+        kv.put("k", &json!({"i": i})).await.unwrap();
+    }
+    let _: Option<Versioned<Value>> = kv.get("k").await.unwrap();
+    let stale = kv.update("k", &json!({}), 1).await;
+    assert!(stale.is_err());
+    let snapshot = Metrics::global().snapshot();
+    let kv_ops = |operation: &str, outcome: &str| {
+        snapshot.counter(
+            "aegis_kv_operations_total",
+            &[
+                ("bucket", &bucket),
+                ("operation", operation),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(kv_ops("put", "ok"), 3);
+    assert_eq!(kv_ops("get", "ok"), 1);
+    assert_eq!(kv_ops("update", "conflict"), 1);
+    let kv_timing = snapshot
+        .timing(
+            "aegis_kv_operation_duration_seconds",
+            &[("bucket", &bucket), ("operation", "put")],
+        )
+        .unwrap();
+    assert_eq!(kv_timing.count, 3);
+    assert!(
+        snapshot.counter(
+            "aegis_registry_heartbeats_total",
+            &[("service", svc), ("outcome", "ok")]
+        ) >= 1
+    );
+
     let (status, _) = http_get(endpoint.local_addr(), "/elsewhere").await;
     assert!(status.contains("404"), "{status}");
     service.stop().await.unwrap();
@@ -441,14 +482,26 @@ impl Spans {
     }
 }
 
-// A current-thread runtime (the default): the services' tasks run on this thread,
-// where the span recorder is installed.
+/// The span recorder of this test binary, installed as the global subscriber once (a
+/// per-thread one would miss callsites whose interest another test's thread cached).
+fn recorded_spans() -> Spans {
+    static SPANS: std::sync::OnceLock<Spans> = std::sync::OnceLock::new();
+    SPANS
+        .get_or_init(|| {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let spans = Spans::default();
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::registry().with(spans.clone()),
+            )
+            .expect("no other global subscriber in this test binary");
+            spans
+        })
+        .clone()
+}
+
 #[tokio::test]
 async fn one_trace_across_rpc_event_and_command() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let spans = Spans::default();
-    let _recording =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let spans = recorded_spans();
 
     let server = NatsServer::start();
     let client = connect(&server).await;
@@ -557,7 +610,14 @@ async fn one_trace_across_rpc_event_and_command() {
         .expect("the call's span");
     assert_eq!(call["method"], "start");
     assert_eq!(call["trace_id"], expected);
-    let handled = spans.named("aegis.rpc.handle");
+    let of = |name: &str, service: &str| -> Vec<BTreeMap<String, String>> {
+        spans
+            .named(name)
+            .into_iter()
+            .filter(|f| f.get("service").map(String::as_str) == Some(service))
+            .collect()
+    };
+    let handled = of("aegis.rpc.handle", "trace-b");
     assert_eq!(handled.len(), 1, "{handled:?}");
     let handle = &handled[0];
     assert_eq!(handle["service"], "trace-b");
@@ -565,14 +625,14 @@ async fn one_trace_across_rpc_event_and_command() {
     assert_eq!(handle["instance"], b.instance_id().as_str());
     assert_eq!(handle["message_id"], call["message_id"]);
     assert_eq!(handle["trace_id"], expected);
-    let event = spans.named("aegis.event.handle");
+    let event = of("aegis.event.handle", "trace-c");
     assert_eq!(event.len(), 1, "{event:?}");
     assert_eq!(event[0]["service"], "trace-c");
     assert_eq!(event[0]["instance"], c.instance_id().as_str());
     assert_eq!(event[0]["event_type"], "started");
     assert_eq!(event[0]["trace_id"], expected);
     assert!(event[0].contains_key("message_id"));
-    let command = spans.named("aegis.command.handle");
+    let command = of("aegis.command.handle", "trace-d");
     assert_eq!(command.len(), 1, "{command:?}");
     assert_eq!(command[0]["service"], "trace-d");
     assert_eq!(command[0]["command"], "finish");
@@ -787,6 +847,7 @@ async fn service_api_ping_info_and_stats_follow_the_nats_schema() {
 
 #[tokio::test]
 async fn health_reports_leadership_and_a_user_health_method_wins() {
+    Metrics::enable();
     let server = NatsServer::start();
     let client = connect(&server).await;
 
@@ -813,6 +874,28 @@ async fn health_reports_leadership_and_a_user_health_method_wins() {
     assert_eq!(health["leadership"]["leader"], "obs-single-a");
     assert!(health["leadership"]["fencing_token"].as_u64().is_some());
 
+    // The election in the metrics: the leader gauge, and the acquire that won.
+    let leader_gauge = || {
+        Metrics::global().snapshot().gauge(
+            "aegis_election_leader",
+            &[
+                ("service", "obs-single"),
+                ("group", "default"),
+                ("instance", "obs-single-a"),
+            ],
+        )
+    };
+    eventually("the leader gauge", || leader_gauge() == 1).await;
+    let acquired = Metrics::global().snapshot().counter(
+        "aegis_election_operations_total",
+        &[
+            ("service", "obs-single"),
+            ("operation", "acquire"),
+            ("outcome", "ok"),
+        ],
+    );
+    assert_eq!(acquired, 1);
+
     let custom = Service::builder("obs-custom")
         .rpc("health", |_: RpcContext, _: Value| async move {
             Ok::<_, HandlerError>(json!({"custom": true}))
@@ -827,5 +910,6 @@ async fn health_reports_leadership_and_a_user_health_method_wins() {
     assert_eq!(health, json!({"custom": true}));
 
     leader.stop().await.unwrap();
+    assert_eq!(leader_gauge(), 0);
     custom.stop().await.unwrap();
 }
