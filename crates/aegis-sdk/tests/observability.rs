@@ -502,6 +502,7 @@ fn recorded_spans() -> Spans {
 #[tokio::test]
 async fn one_trace_across_rpc_event_and_command() {
     let spans = recorded_spans();
+    Metrics::enable();
 
     let server = NatsServer::start();
     let client = connect(&server).await;
@@ -638,6 +639,23 @@ async fn one_trace_across_rpc_event_and_command() {
     assert_eq!(command[0]["command"], "finish");
     assert_eq!(command[0]["trace_id"], expected);
     assert!(command[0].contains_key("command_id"));
+
+    // The command in the metrics: sent once, run once.
+    let commands = |name: &str| {
+        Metrics::global().snapshot().counter(
+            name,
+            &[
+                ("service", "trace-d"),
+                ("command", "finish"),
+                ("outcome", "ok"),
+            ],
+        )
+    };
+    assert_eq!(commands("aegis_commands_sent_total"), 1);
+    eventually("the command's run counted", || {
+        commands("aegis_commands_handled_total") == 1
+    })
+    .await;
 
     // A call outside any trace starts a new one, whose envelope id is a UUID v4.
     let lone = Arc::new(Mutex::new(None));

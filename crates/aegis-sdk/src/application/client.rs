@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use tracing::Instrument;
 
-use super::metrics::{self, OpKind, Outcome};
+use super::metrics::{self, OpKind};
 use super::propagation;
 use crate::adapters::nats::{ConnectOptions, NatsTransport};
 use crate::domain::election::LEADER_HEADER;
@@ -225,26 +225,15 @@ where
     }
 
     async fn send(mut self) -> Result<R> {
-        let service = ServiceName::new(std::mem::take(&mut self.service))?;
-        let method = MethodName::new(std::mem::take(&mut self.method))?;
-        let metrics =
-            metrics::op_if_enabled(OpKind::RpcClient, &[service.as_str(), method.as_str()]);
-        let started = metrics.as_ref().map(|op| op.start());
-        let result = self.send_valid(service, method).await;
-        if let (Some(op), Some(started)) = (metrics, started) {
-            op.finish(started, Outcome::of(&result));
-        }
-        result
-    }
-
-    async fn send_valid(&mut self, service: ServiceName, method: MethodName) -> Result<R> {
+        let service = ServiceName::new(self.service)?;
+        let method = MethodName::new(self.method)?;
         let timeout = self.timeout.unwrap_or(self.client.inner.default_timeout);
         if timeout.is_zero() {
             return Err(Error::invalid_argument("call timeout must be > 0"));
         }
         let pinned = self.instance.is_some();
         let queue_subject = subjects::rpc(&service, &method);
-        let mut subject = match self.instance.take() {
+        let mut subject = match self.instance {
             Some(instance) => {
                 subjects::rpc_instance(&service, &method, &InstanceId::new(instance)?)
             }
@@ -427,6 +416,7 @@ where
             message_id = tracing::field::Empty,
             trace_id = tracing::field::Empty,
         );
-        Box::pin(self.send().instrument(span))
+        let timing = metrics::op_if_enabled(OpKind::RpcClient, &[&self.service, &self.method]);
+        Box::pin(metrics::observed(timing, self.send()).instrument(span))
     }
 }

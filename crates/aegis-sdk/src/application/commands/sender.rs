@@ -283,18 +283,12 @@ impl<P: Serialize + Send + 'static> IntoFuture for SendCommand<P> {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<CommandHandle>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let labels = [self.service.clone(), self.command.clone()];
         let span = tracing::info_span!(
             "aegis.command.send",
             service = %self.service,
             command = %self.command,
         );
-        Box::pin(
-            async move {
-                let labels = [labels[0].as_str(), labels[1].as_str()];
-                metrics::timed(OpKind::CommandSend, &labels, self.send()).await
-            }
-            .instrument(span),
-        )
+        let timing = metrics::op_if_enabled(OpKind::CommandSend, &[&self.service, &self.command]);
+        Box::pin(metrics::observed(timing, self.send()).instrument(span))
     }
 }

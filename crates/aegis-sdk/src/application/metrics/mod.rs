@@ -193,7 +193,16 @@ pub(crate) async fn timed<T>(
     labels: &[&str],
     work: impl std::future::Future<Output = crate::Result<T>>,
 ) -> crate::Result<T> {
-    let Some(op) = op_if_enabled(kind, labels) else {
+    observed(op_if_enabled(kind, labels), work).await
+}
+
+/// Times `work` as one operation of the series `op`, if any, with its outcome taken
+/// from the result.
+pub(crate) async fn observed<T>(
+    op: Option<Arc<Op>>,
+    work: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    let Some(op) = op else {
         return work.await;
     };
     let started = op.start();
