@@ -665,8 +665,11 @@ async fn one_trace_across_rpc_event_and_command() {
             move |ctx: RpcContext, _: Value| {
                 let lone = lone.clone();
                 async move {
-                    *lone.lock().unwrap() =
-                        Some((ctx.trace_id().to_owned(), header_trace(ctx.headers())));
+                    *lone.lock().unwrap() = Some((
+                        ctx.trace_id().to_owned(),
+                        header_trace(ctx.headers()),
+                        current().map(|t| t.envelope_trace_id()),
+                    ));
                     Ok::<_, HandlerError>(json!({}))
                 }
             }
@@ -675,10 +678,33 @@ async fn one_trace_across_rpc_event_and_command() {
         .unwrap();
     e.start(&client).await.unwrap();
     let _: Value = client.call("trace-e", "who", json!({})).await.unwrap();
-    let (envelope, header) = lone.lock().unwrap().clone().unwrap();
+    let (envelope, header, current_trace) = lone.lock().unwrap().take().unwrap();
     assert_ne!(envelope, expected);
     assert_eq!(header.as_deref(), Some(envelope.as_str()));
+    assert_eq!(current_trace.as_deref(), Some(envelope.as_str()));
     assert!(TraceContext::from_envelope_trace_id(&envelope).is_some());
+
+    // A request with no header, as a Python peer sends it: the handler continues the
+    // envelope's trace.
+    let python_trace = "4bf92f35-77b3-4da6-a3ce-929d0e0e4736";
+    let request = json!({
+        "message_id": "3f2b8c1e-0000-4000-8000-000000000002",
+        "trace_id": python_trace,
+        "method": "who",
+        "params": {},
+        "timeout": 5.0,
+    });
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    nats.request(
+        "rpc.trace-e.who",
+        serde_json::to_vec(&request).unwrap().into(),
+    )
+    .await
+    .unwrap();
+    let (envelope, header, current_trace) = lone.lock().unwrap().take().unwrap();
+    assert_eq!(envelope, python_trace);
+    assert_eq!(header, None);
+    assert_eq!(current_trace.as_deref(), Some(python_trace));
 
     for service in [&b, &c, &d, &e] {
         service.stop().await.unwrap();
@@ -856,6 +882,36 @@ async fn service_api_ping_info_and_stats_follow_the_nats_schema() {
     assert_eq!(health["version"], "2.1.0");
     assert!(health["uptime_seconds"].as_f64().unwrap() >= 0.0);
     assert!(health["leadership"].is_null());
+
+    // A failure reply also tells NATS service clients, in headers.
+    let request = json!({
+        "message_id": "3f2b8c1e-0000-4000-8000-000000000001",
+        "trace_id": "4bf92f35-77b3-4da6-a3ce-929d0e0e4736",
+        "method": "fail",
+        "params": {},
+        "timeout": 5.0,
+    });
+    let reply = nats
+        .request(
+            "rpc.obs-micro.fail",
+            serde_json::to_vec(&request).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let headers = reply.headers.expect("error headers");
+    assert_eq!(
+        headers.get("Nats-Service-Error-Code").unwrap().as_str(),
+        "400"
+    );
+    assert!(headers
+        .get("Nats-Service-Error")
+        .unwrap()
+        .as_str()
+        .starts_with("INVALID_REQUEST: bad input"));
+    // The reply is MessagePack or JSON, sniffed as peers do.
+    let envelope: Value = aegis_sdk::domain::codec::decode(&reply.payload).unwrap();
+    assert_eq!(envelope["success"], false);
+    assert_eq!(envelope["trace_id"], "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
 
     one.stop().await.unwrap();
     two.stop().await.unwrap();

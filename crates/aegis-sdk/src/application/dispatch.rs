@@ -209,7 +209,10 @@ impl Dispatcher {
         span
     }
 
-    async fn send_reply(&self, reply_to: String, headers: Headers, outgoing: Outgoing) {
+    async fn send_reply(&self, reply_to: String, mut headers: Headers, outgoing: Outgoing) {
+        if outgoing.failed {
+            super::micro::error_headers(&mut headers, outgoing.error.as_deref());
+        }
         let transport = self.client.transport();
         let sent = transport
             .publish(reply_to.clone(), headers, outgoing.payload.into())

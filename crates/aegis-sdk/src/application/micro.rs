@@ -23,7 +23,7 @@ use crate::domain::micro::{
     EndpointInfo, EndpointStats, InfoResponse, PingResponse, StatsResponse, Verb,
     INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE,
 };
-use crate::domain::subjects;
+use crate::domain::{error_code, subjects};
 use crate::error::Result;
 use crate::ports::{Headers, Subscription, Transport};
 
@@ -235,6 +235,42 @@ impl Drop for Probe<'_> {
     }
 }
 
+/// The header with the error text of a failure reply, as NATS service clients read it.
+pub(crate) const ERROR_HEADER: &str = "Nats-Service-Error";
+/// The header with the numeric error code of a failure reply.
+pub(crate) const ERROR_CODE_HEADER: &str = "Nats-Service-Error-Code";
+
+/// Marks a failure reply for NATS service clients, which look for the error in headers
+/// (the envelope still carries it for Aegis and Python peers). The code follows the
+/// error's well-known code: 400 for `INVALID_REQUEST`, 503 for `NOT_ACTIVE`,
+/// `SERVICE_UNAVAILABLE` and `ELECTING`, 504 for `TIMEOUT`, else 500.
+pub(crate) fn error_headers(headers: &mut Headers, error: Option<&str>) {
+    let error = error.unwrap_or("handler failed");
+    let code = match error.split(':').next().unwrap_or_default() {
+        error_code::INVALID_REQUEST => "400",
+        error_code::NOT_ACTIVE | error_code::SERVICE_UNAVAILABLE | error_code::ELECTING => "503",
+        error_code::TIMEOUT => "504",
+        _ => "500",
+    };
+    // A header value is one line: control characters would break the message framing.
+    let mut text: String = error
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.len() > MAX_ERROR_HEADER {
+        let mut end = MAX_ERROR_HEADER;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    headers.insert(ERROR_CODE_HEADER, code);
+    headers.insert(ERROR_HEADER, text);
+}
+
+/// The longest error text put in a header; the envelope has it whole.
+const MAX_ERROR_HEADER: usize = 1024;
+
 /// Subscribes the service API subjects of `endpoints`' instance.
 ///
 /// # Errors
@@ -293,5 +329,34 @@ pub(crate) async fn serve(
         {
             tracing::debug!(%error, "cannot answer a service API request");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_headers_carry_a_code_and_one_line_of_text() {
+        let mut headers = Headers::new();
+        error_headers(&mut headers, Some("INVALID_REQUEST: bad\r\ninput"));
+        assert_eq!(headers.get(ERROR_CODE_HEADER), Some("400"));
+        assert_eq!(
+            headers.get(ERROR_HEADER),
+            Some("INVALID_REQUEST: bad  input")
+        );
+
+        for (error, code) in [
+            ("NOT_ACTIVE: standby", "503"),
+            ("TIMEOUT: slow", "504"),
+            ("out of stock", "500"),
+        ] {
+            let mut headers = Headers::new();
+            error_headers(&mut headers, Some(error));
+            assert_eq!(headers.get(ERROR_CODE_HEADER), Some(code), "{error}");
+        }
+        let mut headers = Headers::new();
+        error_headers(&mut headers, Some(&"é".repeat(1000)));
+        assert!(headers.get(ERROR_HEADER).unwrap().len() <= MAX_ERROR_HEADER);
     }
 }

@@ -321,7 +321,8 @@ impl Service {
         &self.inner.info.version
     }
 
-    /// The registered RPC method names, sorted.
+    /// The registered RPC method names, sorted. The built-in
+    /// [`health`](super::health) method, served beside them, is not listed.
     pub fn methods(&self) -> Vec<&str> {
         let mut methods: Vec<&str> = self.inner.handlers.keys().map(|m| &**m).collect();
         methods.sort_unstable();
