@@ -706,6 +706,26 @@ async fn one_trace_across_rpc_event_and_command() {
     assert_eq!(header, None);
     assert_eq!(current_trace.as_deref(), Some(python_trace));
 
+    // A foreign sender whose header and envelope disagree: the header wins, and the
+    // handler's and the reply's `trace_id` agree with it.
+    let header_trace_id = TraceContext::new_root();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(TRACEPARENT, header_trace_id.traceparent().as_str());
+    let reply = nats
+        .request_with_headers(
+            "rpc.trace-e.who",
+            headers,
+            serde_json::to_vec(&request).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let wanted = header_trace_id.envelope_trace_id();
+    let (envelope, _, current_trace) = lone.lock().unwrap().take().unwrap();
+    assert_eq!(envelope, wanted);
+    assert_eq!(current_trace.as_deref(), Some(wanted.as_str()));
+    let reply: Value = aegis_sdk::domain::codec::decode(&reply.payload).unwrap();
+    assert_eq!(reply["trace_id"], wanted.as_str());
+
     for service in [&b, &c, &d, &e] {
         service.stop().await.unwrap();
     }

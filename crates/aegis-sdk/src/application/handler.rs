@@ -131,7 +131,7 @@ where
         }
 
         context.message_id = request.message_id;
-        context.trace_id = request.trace_id;
+        context.trace_id = super::propagation::agreeing_trace_id(request.trace_id);
         context.source = request.source;
         let instance = context.instance.clone();
         let ids = (context.message_id.clone(), context.trace_id.clone());

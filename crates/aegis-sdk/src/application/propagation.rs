@@ -88,6 +88,16 @@ pub(crate) fn outgoing() -> TraceContext {
     }
 }
 
+/// The envelope `trace_id` of the message being handled, made to agree with the trace
+/// it continues: unchanged when it names the current trace (or there is none), else
+/// the current trace's UUID form (the `traceparent` header won).
+pub(crate) fn agreeing_trace_id(trace_id: String) -> String {
+    match current() {
+        Some(trace) if !trace.matches_envelope_trace_id(&trace_id) => trace.envelope_trace_id(),
+        _ => trace_id,
+    }
+}
+
 /// The context for a message whose envelope names trace `trace_id`: the next span of
 /// the current trace if that is the one, else a new span in the named trace; `None`
 /// when the text names no trace (no header is sent then).

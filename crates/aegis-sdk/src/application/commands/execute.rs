@@ -106,12 +106,20 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
     let timeout = Duration::try_from_secs_f64(command.timeout)
         .unwrap_or(MAX_TIMEOUT)
         .min(MAX_TIMEOUT);
+    // The header names the trace when there is one; the context's id agrees with it.
+    let trace = propagation::incoming_decoded(&delivery.headers, &command.trace_id);
+    let trace_id = match &trace {
+        Some(trace) if !trace.matches_envelope_trace_id(&command.trace_id) => {
+            trace.envelope_trace_id()
+        }
+        _ => command.trace_id.clone(),
+    };
     let ctx = CommandContext {
         instance: shared.instance.clone(),
         client: shared.client.clone(),
         command: shared.command.clone(),
         command_id: id.clone(),
-        trace_id: Arc::from(command.trace_id.as_str()),
+        trace_id: Arc::from(trace_id.as_str()),
         source: command.source.as_deref().map(Arc::from),
         priority: command.priority,
         attempt,
@@ -121,7 +129,6 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
         cancel: token.clone(),
         progress: progress_tx.clone(),
     };
-    let trace = propagation::incoming_decoded(&delivery.headers, &command.trace_id);
     let span = tracing::info_span!(
         "aegis.command.handle",
         service = %shared.instance.service,
