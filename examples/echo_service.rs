@@ -8,6 +8,10 @@
 //!
 //! then call it with `cargo run -p aegis-examples --example echo_client`. Stop with
 //! Ctrl-C: the service drains in-flight calls before it exits.
+//!
+//! With `METRICS_ADDR=127.0.0.1:9464`, it also serves Prometheus metrics at
+//! `http://127.0.0.1:9464/metrics`; `nats micro ls` and `nats micro stats echo-service`
+//! list and inspect it either way.
 
 use aegis_sdk::{Client, ConnectOptions, HandlerError, RpcContext, Service};
 use serde::{Deserialize, Serialize};
@@ -28,6 +32,10 @@ struct EchoReply {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     aegis_examples::init_tracing();
     let client = Client::connect(&ConnectOptions::new(aegis_examples::nats_url())).await?;
+    let _metrics = match std::env::var("METRICS_ADDR") {
+        Ok(address) => Some(aegis_sdk::adapters::prometheus::serve_prometheus(&address).await?),
+        Err(_) => None,
+    };
 
     let service = Service::builder("echo-service")
         .version("1.0.0")

@@ -7,7 +7,7 @@
 //!
 //! Prints sequential p50/p99, throughput at 64 and 256 calls in flight, process CPU time
 //! per call (client and service share this process; nats-server is not counted), and
-//! the SDK/raw ratios. Both sides run on a current-thread runtime: the server takes
+//! the SDK/raw ratios, then the SDK with metrics off and on side by side. Both sides run on a current-thread runtime: the server takes
 //! about one of our two cores, and one runtime thread per process measured best here.
 
 #![allow(clippy::print_stdout, missing_docs)]
@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aegis_sdk::application::metrics::Metrics;
 use aegis_sdk::{Client, ConnectOptions, HandlerError, RpcContext, Service};
 use aegis_test_support::NatsServer;
 use futures::StreamExt;
@@ -134,7 +135,9 @@ where
     }
 }
 
-async fn raw(url: &str) -> Figures {
+/// Raw request/reply; with `traceparent`, each request carries a fresh one, as the
+/// SDK's do, to show what the header costs at the transport alone.
+async fn raw(url: &str, traceparent: bool) -> Figures {
     let server_side = async_nats::connect(url).await.unwrap();
     let mut subscriber = server_side
         .queue_subscribe("raw.echo", "raw".to_owned())
@@ -163,7 +166,17 @@ async fn raw(url: &str) -> Figures {
         let client = client.clone();
         let payload = payload.clone();
         async move {
-            client.request("raw.echo", payload).await.unwrap();
+            if traceparent {
+                let mut headers = async_nats::HeaderMap::new();
+                let trace = aegis_sdk::domain::trace::TraceContext::new_root();
+                headers.insert("traceparent", trace.traceparent().as_str());
+                client
+                    .request_with_headers("raw.echo", headers, payload)
+                    .await
+                    .unwrap();
+            } else {
+                client.request("raw.echo", payload).await.unwrap();
+            }
         }
     })
     .await;
@@ -347,28 +360,53 @@ fn main() {
         .build()
         .unwrap();
     let url = server.url();
-    let (raw, sdk) = runtime.block_on(async {
+    let (raw, sdk, raw_traced, metered) = runtime.block_on(async {
         let mut raws = Vec::new();
         let mut sdks = Vec::new();
+        let mut traced = Vec::new();
+        let mut metered = Vec::new();
         // For profiling one side: AEGIS_BENCH_ONLY=raw or sdk repeats that side only.
         let only = std::env::var("AEGIS_BENCH_ONLY").unwrap_or_default();
         for _ in 0..ROUNDS {
-            raws.push(if only == "sdk" { sdk(&url).await } else { raw(&url).await });
-            sdks.push(if only == "raw" { raw(&url).await } else { sdk(&url).await });
+            raws.push(if only == "sdk" {
+                sdk(&url).await
+            } else {
+                raw(&url, false).await
+            });
+            sdks.push(if only == "raw" {
+                raw(&url, false).await
+            } else {
+                sdk(&url).await
+            });
+            if only.is_empty() {
+                traced.push(raw(&url, true).await);
+                // Metrics on, in the same rounds, so that both see the same machine.
+                Metrics::enable();
+                metered.push(sdk_metered(&url).await);
+                Metrics::disable();
+            }
         }
         if std::env::var_os("AEGIS_BENCH_SIDES").is_some() {
             let client_only = sdk_client_only(&url).await;
             let service_only = sdk_service_only(&url).await;
             let sized = raw_envelope_sized(&url).await;
-            for (name, f) in [("raw, envelope-sized payloads", sized), ("SDK client, raw responder", client_only), ("raw requester, SDK service", service_only)] {
+            for (name, f) in [
+                ("raw, envelope-sized payloads", sized),
+                ("SDK client, raw responder", client_only),
+                ("raw requester, SDK service", service_only),
+            ] {
                 println!(
-                    "{name}: p50 {:.1} us, 64 in flight {:.0}/s, 256 in flight {:.0}/s, CPU {:.1} us + server {:.1} us",
-                    f.p50.as_secs_f64() * 1e6, f.rate_64, f.rate_256,
-                    f.cpu_per_call.as_secs_f64() * 1e6, f.server_cpu_per_call.as_secs_f64() * 1e6
+                    "{name}: p50 {:.1} us, 64 in flight {:.0}/s, 256 in flight {:.0}/s, \
+                     CPU {:.1} us + server {:.1} us",
+                    f.p50.as_secs_f64() * 1e6,
+                    f.rate_64,
+                    f.rate_256,
+                    f.cpu_per_call.as_secs_f64() * 1e6,
+                    f.server_cpu_per_call.as_secs_f64() * 1e6
                 );
             }
         }
-        (raws, sdks)
+        (raws, sdks, traced, metered)
     });
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let pick =
@@ -405,4 +443,51 @@ fn main() {
         sdk_p50 - raw_p50,
         sdk_64 / raw_64
     );
+    if raw_traced.is_empty() {
+        return;
+    }
+    println!(
+        "raw with a traceparent header per request: 64 in flight {:.1} /s, CPU per call {:.1} us",
+        pick(&raw_traced, &|f| f.rate_64),
+        pick(&raw_traced, &|f| us(f.cpu_per_call))
+    );
+
+    println!();
+    println!("metrics on (both sides recording), medians of the same {ROUNDS} rounds");
+    println!(
+        "{:<32} {:>14} {:>14} {:>10}",
+        "", "metrics off", "metrics on", "ratio"
+    );
+    let versus = |name: &str, f: &dyn Fn(&Figures) -> f64, unit: &str| {
+        let (off, on) = (pick(&sdk, f), pick(&metered, f));
+        println!(
+            "{name:<32} {off:>11.1} {unit:<2} {on:>11.1} {unit:<2} {:>10.2}",
+            on / off
+        );
+        (off, on)
+    };
+    versus("sequential p50", &|f| us(f.p50), "us");
+    versus("sequential p99", &|f| us(f.p99), "us");
+    versus("throughput, 64 in flight", &|f| f.rate_64, "/s");
+    versus("throughput, 256 in flight", &|f| f.rate_256, "/s");
+    let (off, on) = versus("CPU per call, this process", &|f| us(f.cpu_per_call), "us");
+    println!(
+        "CPU per call with metrics: {:+.1}% (target <= +5%); CPU is sampled in 10 ms ticks",
+        (on / off - 1.0) * 100.0
+    );
+}
+
+/// The SDK run with metrics on; the snapshot proves they recorded.
+async fn sdk_metered(url: &str) -> Figures {
+    let before = served();
+    let figures = sdk(url).await;
+    assert!(served() > before, "metrics did not record");
+    figures
+}
+
+fn served() -> u64 {
+    Metrics::global().snapshot().counter(
+        "aegis_rpc_server_requests_total",
+        &[("service", "bench"), ("method", "echo")],
+    )
 }

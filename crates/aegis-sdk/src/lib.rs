@@ -10,7 +10,13 @@
 //! - [`ports`]: the traits the application layer needs from the outside world.
 //! - [`application`]: services and clients, written against the ports.
 //! - [`adapters`]: the ports implemented over NATS, and in memory for unit tests
-//!   (feature `testing`, see `adapters::memory`).
+//!   (feature `testing`, see `adapters::memory`); Prometheus and OpenTelemetry.
+//!
+//! Observability: [`application::metrics`] (counters, gauges and timings, exposed by
+//! [`adapters::prometheus`]), [`application::propagation`] with [`domain::trace`]
+//! (W3C trace context across RPC, events and commands), and the NATS service API
+//! (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) plus [`application::health`], answered
+//! by every running service.
 //!
 //! # A service and a call
 //!

@@ -6,3 +6,6 @@
 #[cfg(feature = "testing")]
 pub mod memory;
 pub mod nats;
+#[cfg(feature = "otel")]
+pub mod otel;
+pub mod prometheus;

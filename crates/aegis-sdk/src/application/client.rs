@@ -10,6 +10,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use tracing::Instrument;
+
+use super::metrics::{self, OpKind};
+use super::propagation;
 use crate::adapters::nats::{ConnectOptions, NatsBackend, NatsTransport};
 use crate::domain::election::LEADER_HEADER;
 use crate::domain::envelope::{self, RpcRequestRef};
@@ -289,7 +293,7 @@ where
         self
     }
 
-    async fn send(self) -> Result<R> {
+    async fn send(mut self) -> Result<R> {
         let service = ServiceName::new(self.service)?;
         let method = MethodName::new(self.method)?;
         let timeout = self.timeout.unwrap_or(self.client.inner.default_timeout);
@@ -307,7 +311,12 @@ where
 
         // One request id for every attempt: they are one call.
         let message_id = envelope::new_id();
-        let trace_id = envelope::new_id();
+        let trace = propagation::outgoing();
+        let trace_id = trace.envelope_trace_id();
+        propagation::inject(&mut self.headers, &trace);
+        let span = tracing::Span::current();
+        span.record("message_id", message_id.as_str());
+        span.record("trace_id", trace_id.as_str());
         let deadline = Instant::now() + timeout;
         let mut backoff = FIRST_BACKOFF;
         let mut failing_over = false;
@@ -500,7 +509,7 @@ impl Client {
             let wake = (Instant::now() + interval).min(end);
             tokio::select! {
                 result = &mut attempt => return result,
-                () = tokio::time::sleep_until(wake.into()) => {}
+                () = tokio::time::sleep_until(wake) => {}
             }
             if Instant::now() >= end {
                 return attempt.await;
@@ -608,6 +617,14 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = Result<R>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.send())
+        let span = tracing::info_span!(
+            "aegis.rpc.call",
+            service = %self.service,
+            method = %self.method,
+            message_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        let timing = metrics::op_if_enabled(OpKind::RpcClient, &[&self.service, &self.method]);
+        Box::pin(metrics::observed(timing, self.send()).instrument(span))
     }
 }

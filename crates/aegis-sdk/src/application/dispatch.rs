@@ -4,15 +4,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::runtime::RuntimeFlavor;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Span;
 
 use super::client::Client;
 use super::context::{InstanceInfo, RpcContext};
 use super::handler::{failure_reply, Incoming, Outgoing, RpcHandler};
+use super::propagation;
 use crate::domain::{error_code, subjects, Encoding};
 use crate::ports::{Headers, InboundMessage, Subscription};
 
@@ -24,6 +25,7 @@ pub(crate) struct Dispatcher {
     pub(crate) encoding: Encoding,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) exclusive: Option<Arc<super::election::ExclusiveGate>>,
+    pub(crate) endpoints: Arc<super::micro::Endpoints>,
 }
 
 /// Where the method name is found in the subjects a loop listens on.
@@ -133,13 +135,20 @@ impl Dispatcher {
         };
         if method.as_deref() == Some(subjects::LIVENESS_METHOD) {
             // "Are you there?" from a caller waiting on this instance: any reply will do.
-            self.send_reply(reply_to, Headers::new(), Bytes::new())
-                .await;
+            let alive = Outgoing {
+                payload: Vec::new(),
+                failed: false,
+                error: None,
+            };
+            self.send_reply(reply_to, Headers::new(), alive).await;
             return;
         }
         let handler = method
             .as_ref()
             .and_then(|name| self.handlers.get(name).map(|h| (name.clone(), h.clone())));
+        let probe = handler
+            .as_ref()
+            .and_then(|(name, _)| self.endpoints.begin(name));
 
         let mut reply_headers = Headers::new();
         let outgoing: Outgoing = match handler {
@@ -170,8 +179,10 @@ impl Dispatcher {
                         let ids = crate::domain::envelope::peek_ids(&message.payload)
                             .unwrap_or((None, None));
                         let reply = failure_reply(self.encoding, ids.0, ids.1, refusal.error);
-                        self.send_reply(reply_to, reply_headers, reply.payload.into())
-                            .await;
+                        if let Some(probe) = probe {
+                            probe.finish(&reply);
+                        }
+                        self.send_reply(reply_to, reply_headers, reply).await;
                         return;
                     }
                 };
@@ -194,24 +205,53 @@ impl Dispatcher {
                     headers: message.headers,
                     fencing_token,
                 };
+                let trace = propagation::incoming(&context.headers, &message.payload);
+                let span = self.span(&context.method, &message.payload);
                 let incoming = Incoming {
                     payload: message.payload,
                     context,
                 };
-                handler.call(incoming, self.encoding).await
+                let encoding = self.encoding;
+                let call = async move { handler.call(incoming, encoding).await };
+                propagation::continue_trace(trace, span, call).await
             }
         };
         if outgoing.failed {
             tracing::debug!(service = %self.instance.service, method = ?method, "rpc failed");
         }
+        if let Some(probe) = probe {
+            probe.finish(&outgoing);
+        }
 
-        self.send_reply(reply_to, reply_headers, outgoing.payload.into())
-            .await;
+        self.send_reply(reply_to, reply_headers, outgoing).await;
     }
 
-    async fn send_reply(&self, reply_to: String, headers: Headers, payload: Bytes) {
+    /// The span of one handler run, with the request's message id when it is recorded.
+    fn span(&self, method: &str, payload: &[u8]) -> Span {
+        let span = tracing::info_span!(
+            "aegis.rpc.handle",
+            service = %self.instance.service,
+            method,
+            instance = %self.instance.instance_id,
+            message_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            if let Some((Some(message_id), _)) = crate::domain::envelope::peek_ids(payload) {
+                span.record("message_id", message_id);
+            }
+        }
+        span
+    }
+
+    async fn send_reply(&self, reply_to: String, mut headers: Headers, outgoing: Outgoing) {
+        if outgoing.failed {
+            super::micro::error_headers(&mut headers, outgoing.error.as_deref());
+        }
         let transport = self.client.transport();
-        let sent = transport.publish(reply_to.clone(), headers, payload).await;
+        let sent = transport
+            .publish(reply_to.clone(), headers, outgoing.payload.into())
+            .await;
         match sent {
             Ok(()) => {}
             // The caller would otherwise wait out its timeout for a reply that never comes.

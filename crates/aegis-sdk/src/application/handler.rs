@@ -23,10 +23,11 @@ pub(crate) struct Incoming {
     pub(crate) context: RpcContext,
 }
 
-/// A reply ready to send, and whether it reports a failure.
+/// A reply ready to send, and whether it reports a failure (with its text).
 pub(crate) struct Outgoing {
     pub(crate) payload: Vec<u8>,
     pub(crate) failed: bool,
+    pub(crate) error: Option<String>,
 }
 
 /// An RPC handler with its types erased.
@@ -46,6 +47,7 @@ pub(crate) fn failure_reply(
         Ok(payload) => Outgoing {
             payload,
             failed: true,
+            error: response.error,
         },
         // A failure envelope of strings always encodes; keep a readable fallback anyway.
         Err(e) => Outgoing {
@@ -55,6 +57,7 @@ pub(crate) fn failure_reply(
             )
             .into_bytes(),
             failed: true,
+            error: response.error,
         },
     }
 }
@@ -128,7 +131,7 @@ where
         }
 
         context.message_id = request.message_id;
-        context.trace_id = request.trace_id;
+        context.trace_id = super::propagation::agreeing_trace_id(request.trace_id);
         context.source = request.source;
         let instance = context.instance.clone();
         let ids = (context.message_id.clone(), context.trace_id.clone());
@@ -177,6 +180,7 @@ where
                             return Outgoing {
                                 payload,
                                 failed: false,
+                                error: None,
                             }
                         }
                         Err(e) => error_code::with_code(

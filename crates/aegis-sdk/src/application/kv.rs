@@ -61,7 +61,9 @@ impl std::fmt::Debug for Kv {
 
 impl Kv {
     /// Opens (creating when missing) the bucket `config.name` on the client's backend
-    /// (NATS KV, or in memory in tests).
+    /// (NATS KV, or in memory in tests). Its operations show in the
+    /// [metrics](super::metrics) (see [`metered`](super::metrics::metered) for a store of
+    /// your own).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) when the client
@@ -69,7 +71,9 @@ impl Kv {
     /// rest.
     pub async fn open(client: &Client, config: BucketConfig) -> Result<Kv> {
         let backend = client.require_backend("KV buckets")?;
-        Ok(Kv::new(backend.kv_store(&config).await?))
+        Ok(Kv::new(super::metrics::metered(
+            backend.kv_store(&config).await?,
+        )))
     }
 
     /// A typed view of any store.

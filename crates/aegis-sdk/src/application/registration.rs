@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::component::{Component, ComponentContext, RunningComponent};
+use super::metrics::OpKind;
 use super::registry::ServiceRegistry;
 use super::service::ServiceBuilder;
 use crate::domain::envelope::now_timestamp;
@@ -261,7 +262,9 @@ impl Heartbeat {
         self.entry.sticky_active_group = announced.sticky_active_group;
         self.entry.sticky_active_status = announced.sticky_active_status;
         self.entry.last_heartbeat = now_timestamp();
-        self.registry.register(&self.entry, self.ttl).await
+        let labels = [self.entry.service_name.as_str()];
+        let write = self.registry.register(&self.entry, self.ttl);
+        super::metrics::timed(OpKind::RegistryHeartbeat, &labels, write).await
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) {

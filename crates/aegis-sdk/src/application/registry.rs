@@ -42,7 +42,9 @@ impl ServiceRegistry {
     pub async fn open(client: &Client) -> Result<Self> {
         let backend = client.require_backend("the service registry")?;
         let config = BucketConfig::new(REGISTRY_BUCKET).history(1);
-        Ok(ServiceRegistry::new(backend.kv_store(&config).await?))
+        Ok(ServiceRegistry::new(super::metrics::metered(
+            backend.kv_store(&config).await?,
+        )))
     }
 
     /// A registry over any store.

@@ -18,6 +18,8 @@ use super::context::{HandlerError, InstanceInfo, RpcContext};
 use super::dispatch::{Dispatcher, MethodFrom};
 use super::election::{ElectionSetup, ExclusiveGate, Leadership};
 use super::handler::{RpcHandler, TypedHandler};
+use super::health::{HealthSource, HEALTH_METHOD};
+use super::micro::{self, Endpoints};
 use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -207,7 +209,15 @@ impl ServiceBuilder {
             }
             None => None,
         };
-        let (state, _) = watch::channel(ServiceState::Initializing);
+        let (state, state_rx) = watch::channel(ServiceState::Initializing);
+        let health = Arc::new(HealthSource {
+            state: state_rx,
+            started: std::sync::Mutex::new(None),
+            leadership: exclusive.as_ref().map(|gate| gate.leadership.clone()),
+        });
+        // A method of the user's called `health` replaces the built-in one.
+        let builtin_health =
+            (!handlers.contains_key(HEALTH_METHOD)).then(|| super::health::handler(health.clone()));
         Ok(Service {
             inner: Arc::new(ServiceInner {
                 info: Arc::new(InstanceInfo {
@@ -219,6 +229,8 @@ impl ServiceBuilder {
                 max_concurrency: self.max_concurrency,
                 drain_timeout: self.drain_timeout,
                 handlers,
+                builtin_health,
+                health,
                 components: self.components,
                 exclusive,
                 on_start: self.on_start,
@@ -246,6 +258,9 @@ struct ServiceInner {
     max_concurrency: usize,
     drain_timeout: Duration,
     handlers: HashMap<Arc<str>, Arc<dyn RpcHandler>>,
+    /// The built-in `health` method, unless the user registered one.
+    builtin_health: Option<Arc<dyn RpcHandler>>,
+    health: Arc<HealthSource>,
     components: Vec<Arc<dyn Component>>,
     exclusive: Option<Arc<ExclusiveGate>>,
     on_start: Vec<Hook>,
@@ -306,7 +321,8 @@ impl Service {
         &self.inner.info.version
     }
 
-    /// The registered RPC method names, sorted.
+    /// The registered RPC method names, sorted. The built-in
+    /// [`health`](super::health) method, served beside them, is not listed.
     pub fn methods(&self) -> Vec<&str> {
         let mut methods: Vec<&str> = self.inner.handlers.keys().map(|m| &**m).collect();
         methods.sort_unstable();
@@ -349,6 +365,7 @@ impl Service {
         match self.launch(client).await {
             Ok(started) => {
                 *running = Some(started);
+                self.inner.health.mark_started();
                 self.inner.state.send_replace(ServiceState::Started);
                 tracing::info!(service = %self.name(), instance = %self.instance_id(), "service started");
                 Ok(())
@@ -365,27 +382,33 @@ impl Service {
         let info = &self.inner.info;
         let client = client.with_source(info.instance_id.as_str());
         let transport = client.transport().clone();
+        let mut handlers = self.inner.handlers.clone();
+        if let Some(health) = &self.inner.builtin_health {
+            handlers.insert(Arc::from(HEALTH_METHOD), health.clone());
+        }
+        let endpoints = Arc::new(Endpoints::new(info.clone(), handlers.keys()));
         let dispatcher = Arc::new(Dispatcher {
             instance: info.clone(),
             client,
-            handlers: self.inner.handlers.clone(),
+            handlers,
             encoding: self.inner.encoding,
             permits: Arc::new(Semaphore::new(self.inner.max_concurrency)),
             exclusive: self.inner.exclusive.clone(),
+            endpoints: endpoints.clone(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut loops = Vec::new();
 
         let mut subscriptions = Vec::new();
         let queue_group = subjects::rpc_queue_group(&info.service);
-        for method in self.inner.handlers.keys() {
+        for method in dispatcher.handlers.keys() {
             let subject = format!("rpc.{}.{}", info.service, method);
             let subscription = transport
                 .subscribe(subject, Some(queue_group.clone()))
                 .await;
             subscriptions.push((subscription, Some(method.clone()), MethodFrom::Fixed));
         }
-        if !self.inner.handlers.is_empty() {
+        if !dispatcher.handlers.is_empty() {
             let subject = format!("rpc.{}.*.{}", info.service, info.instance_id);
             let subscription = transport.subscribe(subject, None).await;
             subscriptions.push((subscription, None, MethodFrom::ThirdToken));
@@ -403,6 +426,19 @@ impl Service {
                     abort_all(loops);
                     return Err(error);
                 }
+            }
+        }
+        // NATS tooling (`nats micro ls`) finds the instance through the service API.
+        match micro::subscribe(&*transport, info).await {
+            Ok(subscriptions) => loops.push(tokio::spawn(micro::serve(
+                endpoints,
+                transport.clone(),
+                subscriptions,
+                stop_rx.clone(),
+            ))),
+            Err(error) => {
+                abort_all(loops);
+                return Err(error);
             }
         }
         // Make sure the server knows our subscriptions before callers are told we run.

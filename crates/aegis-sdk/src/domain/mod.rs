@@ -12,8 +12,10 @@ pub mod event_pattern;
 pub(crate) mod hot;
 pub mod instance;
 pub mod kv_key;
+pub mod micro;
 pub mod names;
 pub mod subjects;
+pub mod trace;
 
 pub use codec::Encoding;
 pub use envelope::{Command, Event, Priority, RpcRequest, RpcResponse};

@@ -13,6 +13,8 @@ use super::cancel::{CancelReason, CancelToken};
 use super::context::CommandContext;
 use super::handler::RunFailure;
 use super::worker::{Held, Shared};
+use crate::application::metrics::{self, OpKind, Outcome};
+use crate::application::propagation;
 use crate::domain::command_status::{CommandState, CommandStatus, Progress};
 use crate::domain::error_code;
 use crate::error::ErrorKind;
@@ -104,12 +106,20 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
     let timeout = Duration::try_from_secs_f64(command.timeout)
         .unwrap_or(MAX_TIMEOUT)
         .min(MAX_TIMEOUT);
+    // The header names the trace when there is one; the context's id agrees with it.
+    let trace = propagation::incoming_decoded(&delivery.headers, &command.trace_id);
+    let trace_id = match &trace {
+        Some(trace) if !trace.matches_envelope_trace_id(&command.trace_id) => {
+            trace.envelope_trace_id()
+        }
+        _ => command.trace_id.clone(),
+    };
     let ctx = CommandContext {
         instance: shared.instance.clone(),
         client: shared.client.clone(),
         command: shared.command.clone(),
         command_id: id.clone(),
-        trace_id: Arc::from(command.trace_id.as_str()),
+        trace_id: Arc::from(trace_id.as_str()),
         source: command.source.as_deref().map(Arc::from),
         priority: command.priority,
         attempt,
@@ -119,11 +129,40 @@ pub(crate) async fn execute(shared: Arc<Shared>, held: Held) {
         cancel: token.clone(),
         progress: progress_tx.clone(),
     };
+    let span = tracing::info_span!(
+        "aegis.command.handle",
+        service = %shared.instance.service,
+        instance = %shared.instance.instance_id,
+        command = %shared.command,
+        command_id = %id,
+        attempt,
+        trace_id = tracing::field::Empty,
+    );
+    let timing = metrics::op_if_enabled(
+        OpKind::CommandHandle,
+        &[shared.instance.service.as_str(), &shared.command],
+    )
+    .map(|op| {
+        let started = op.start();
+        (op, started)
+    });
     let ended = match token.reason() {
         // Cancelled while the record was read: the handler never starts.
         Some(reason) => Ended::Cancelled(reason),
-        None => run(&shared, ctx, command.payload, &token, timeout, &*acker).await,
+        None => {
+            let work = run(&shared, ctx, command.payload, &token, timeout, &*acker);
+            propagation::continue_trace(trace, span, work).await
+        }
     };
+    if let Some((op, started)) = timing {
+        let outcome = match &ended {
+            Ended::Done(_) => Outcome::Ok,
+            Ended::Failed(_) => Outcome::Error,
+            Ended::Cancelled(CancelReason::TimedOut) => Outcome::Timeout,
+            Ended::Cancelled(_) => Outcome::Cancelled,
+        };
+        op.finish(started, outcome);
+    }
     shared.unregister(&id);
 
     let retry =

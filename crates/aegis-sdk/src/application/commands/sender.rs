@@ -10,7 +10,11 @@ use serde_json::Value;
 
 use super::handle::CommandHandle;
 use super::ports::CommandPorts;
+use tracing::Instrument;
+
 use crate::application::client::Client;
+use crate::application::metrics::{self, OpKind};
+use crate::application::propagation;
 use crate::domain::command_status::{self as cs, CommandState, CommandStatus};
 use crate::domain::envelope::{new_id, Command};
 use crate::domain::{subjects, MethodName, Priority, ServiceName};
@@ -218,8 +222,12 @@ impl<P: Serialize + Send + 'static> SendCommand<P> {
         let client = self.client;
         let ports = CommandPorts::of(&client)?;
 
+        let trace = propagation::outgoing();
+        let mut headers = self.headers;
+        propagation::inject(&mut headers, &trace);
         let mut envelope = Command::new(command.as_str(), payload);
         envelope.message_id = id.clone();
+        envelope.trace_id = trace.envelope_trace_id();
         envelope.source = client.source().map(str::to_owned);
         envelope.target = Some(service.to_string());
         envelope.priority = self.priority;
@@ -244,9 +252,7 @@ impl<P: Serialize + Send + 'static> SendCommand<P> {
         tracing::trace!(%subject, command_id = %id, "send command");
         let (created, queued_message) = tokio::join!(
             ports.store.create(&queued),
-            ports
-                .queue
-                .enqueue(subject, &id, self.headers, bytes.into()),
+            ports.queue.enqueue(subject, &id, headers, bytes.into()),
         );
         let duplicate = match (&created, &queued_message) {
             (Err(e), _) if e.kind() == ErrorKind::AlreadyExists => true,
@@ -277,6 +283,12 @@ impl<P: Serialize + Send + 'static> IntoFuture for SendCommand<P> {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<CommandHandle>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.send())
+        let span = tracing::info_span!(
+            "aegis.command.send",
+            service = %self.service,
+            command = %self.command,
+        );
+        let timing = metrics::op_if_enabled(OpKind::CommandSend, &[&self.service, &self.command]);
+        Box::pin(metrics::observed(timing, self.send()).instrument(span))
     }
 }

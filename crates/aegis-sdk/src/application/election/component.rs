@@ -124,6 +124,7 @@ impl Component for SingleActive {
             leadership: self.leadership.clone(),
             policy: self.policy,
             instance_id: context.instance_id().to_string(),
+            service: context.service().to_string(),
         };
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(elector.run(stop_rx));

@@ -11,6 +11,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use super::leadership::{Leadership, LossReason};
 use super::policy::FailoverPolicy;
+use crate::application::metrics::{self, GaugeKind, Metrics, OpKind, Outcome};
 use crate::domain::election::{LeaderRecord, FENCING_TOKEN_KEY};
 use crate::error::{ErrorKind, Result};
 use crate::ports::election::{LeaseEvent, LeaseStore};
@@ -23,6 +24,8 @@ pub(crate) struct Elector {
     pub(crate) leadership: Leadership,
     pub(crate) policy: FailoverPolicy,
     pub(crate) instance_id: String,
+    /// The service, for the metrics' labels.
+    pub(crate) service: String,
 }
 
 /// A term this instance holds.
@@ -150,6 +153,7 @@ impl Elector {
                 "lease write timed out",
             )),
         };
+        self.record("acquire", sent, Outcome::of(&outcome));
         match outcome {
             Ok(revision) => {
                 // Renewals carry the token, so that readers of the lease can tell it.
@@ -160,6 +164,7 @@ impl Elector {
                 let valid_until = sent + self.policy.leader_window();
                 self.leadership
                     .promote(revision, valid_until, &self.instance_id);
+                self.set_leader_gauge(1);
                 tracing::info!(instance = %self.instance_id, token = revision, "became leader");
                 Some(Term {
                     token: revision,
@@ -201,6 +206,7 @@ impl Elector {
                 // over. Should they run past the takeover delay, a standby takes over
                 // by itself and the release finds the key changed.
                 self.leadership.demote(LossReason::Stopped);
+                self.set_leader_gauge(0);
                 self.leadership.idle().await;
                 self.release(term.revision).await;
                 return Standby {
@@ -252,6 +258,7 @@ impl Elector {
         };
 
         self.leadership.demote(reason);
+        self.set_leader_gauge(0);
         tracing::warn!(instance = %self.instance_id, token = term.token, ?reason, "lost leadership");
         Standby {
             seen: Some(term.revision),
@@ -269,7 +276,15 @@ impl Elector {
         let renewal = self
             .store
             .renew(&term.record, term.revision, self.policy.lease());
-        match timeout(left, renewal).await {
+        let renewed = timeout(left, renewal).await;
+        let outcome = match &renewed {
+            Ok(Ok(_)) => Outcome::Ok,
+            Ok(Err(error)) if error.kind() == ErrorKind::RevisionMismatch => Outcome::Lost,
+            Ok(Err(_)) => Outcome::Error,
+            Err(_) => Outcome::Timeout,
+        };
+        self.record("renew", sent, outcome);
+        match renewed {
             Ok(Ok(revision)) => {
                 term.revision = revision;
                 term.valid_until = sent + self.policy.leader_window();
@@ -290,10 +305,39 @@ impl Elector {
     }
 
     async fn release(&self, revision: u64) {
-        match timeout(RELEASE_TIMEOUT, self.store.release(revision)).await {
+        let sent = Instant::now();
+        let released = timeout(RELEASE_TIMEOUT, self.store.release(revision)).await;
+        let outcome = match &released {
+            Ok(result) => Outcome::of(result),
+            Err(_) => Outcome::Timeout,
+        };
+        self.record("release", sent, outcome);
+        match released {
             Ok(Ok(())) => tracing::info!(instance = %self.instance_id, "released leadership"),
             Ok(Err(error)) => tracing::debug!(%error, "lease release failed"),
             Err(_) => tracing::debug!("lease release timed out"),
+        }
+    }
+
+    /// Counts one election step of `operation` started at `sent`.
+    fn record(&self, operation: &str, sent: Instant, outcome: Outcome) {
+        let group = self.leadership.group().to_string();
+        let labels = [self.service.as_str(), group.as_str(), operation];
+        if let Some(op) = metrics::op_if_enabled(OpKind::Election, &labels) {
+            op.record(sent.elapsed(), outcome);
+        }
+    }
+
+    fn set_leader_gauge(&self, value: i64) {
+        let metrics = Metrics::global();
+        if metrics.is_enabled() {
+            let group = self.leadership.group().to_string();
+            let labels = [
+                self.service.as_str(),
+                group.as_str(),
+                self.instance_id.as_str(),
+            ];
+            metrics.gauge(GaugeKind::ElectionLeader, &labels).set(value);
         }
     }
 }

@@ -162,6 +162,7 @@ fn start(store: &Arc<FakeStore>, id: &str, policy: FailoverPolicy) -> Instance {
         leadership: leadership.clone(),
         policy,
         instance_id: id.to_owned(),
+        service: "svc".to_owned(),
     };
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(elector.run(stop_rx));

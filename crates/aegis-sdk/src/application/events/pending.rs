@@ -4,13 +4,16 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::publisher::EventPublisher;
+use crate::application::metrics::{Op, Outcome};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::events::{PendingAck, PublishReceipt};
 use crate::ports::Headers;
@@ -27,6 +30,8 @@ pub struct PendingEvent {
     /// Already awaited in the background after a drop: a second drop (the runtime
     /// shutting down) lets it go rather than spawn again.
     detached: bool,
+    /// The metrics series timing this publish, when metrics are on.
+    timing: Option<(Arc<Op>, Instant)>,
 }
 
 enum State {
@@ -41,6 +46,7 @@ enum State {
 pub(super) struct Retry {
     pub(super) publisher: EventPublisher,
     pub(super) subject: String,
+    pub(super) headers: Headers,
     pub(super) payload: Bytes,
     pub(super) message_id: String,
 }
@@ -51,18 +57,19 @@ impl Retry {
         let ack = self
             .publisher
             .bus()
-            .publish(self.subject, Headers::new(), self.payload, &self.message_id)
+            .publish(self.subject, self.headers, self.payload, &self.message_id)
             .await?;
         ack.await
     }
 }
 
 impl PendingEvent {
-    pub(super) fn new(ack: PendingAck, retry: Retry) -> Self {
+    pub(super) fn new(ack: PendingAck, retry: Retry, timing: Option<(Arc<Op>, Instant)>) -> Self {
         PendingEvent {
             state: State::Waiting(ack),
             retry: Some(retry),
             detached: false,
+            timing,
         }
     }
 
@@ -97,6 +104,9 @@ impl Future for PendingEvent {
                 }
                 result => {
                     self.state = State::Done;
+                    if let Some((op, started)) = self.timing.take() {
+                        op.finish(started, Outcome::of(&result));
+                    }
                     return Poll::Ready(result);
                 }
             }
@@ -124,6 +134,7 @@ impl Drop for PendingEvent {
             state,
             retry: self.retry.take(),
             detached: true,
+            timing: self.timing.take(),
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {

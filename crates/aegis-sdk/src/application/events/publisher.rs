@@ -12,11 +12,14 @@ use super::pending::{PendingEvent, Retry};
 use super::stream::{ensure_stream, EventStreamConfig, Use};
 use crate::adapters::nats::NatsEventBus;
 use crate::application::client::Client;
+use crate::application::metrics::{self, OpKind, Outcome};
+use crate::application::propagation;
 use crate::domain::envelope::{is_valid_version, now_timestamp};
 use crate::domain::{subjects, Encoding, Event, EventDomain, EventType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::events::{EventBus, PublishReceipt};
 use crate::ports::Headers;
+use tracing::Instrument;
 
 /// The event bus of a client's backend.
 pub(crate) fn event_bus(
@@ -179,7 +182,7 @@ impl EventPublisher {
         // hot path of pipelined publishing.
         let event = Event {
             message_id: new_id(),
-            trace_id: new_id(),
+            trace_id: propagation::outgoing().envelope_trace_id(),
             correlation_id: None,
             timestamp: now_timestamp(),
             source: self.inner.source.clone(),
@@ -213,32 +216,74 @@ impl EventPublisher {
         subject.push_str(event_type.as_str());
         debug_assert_eq!(subject, subjects::event(&domain, &event_type));
         let payload = Bytes::from(encode(self.inner.encoding, event)?);
+        let mut headers = Headers::new();
+        if let Some(trace) = propagation::for_envelope(&event.trace_id) {
+            propagation::inject(&mut headers, &trace);
+        }
+        let timing = metrics::op_if_enabled(
+            OpKind::EventPublish,
+            &[domain.as_str(), event_type.as_str()],
+        )
+        .map(|op| {
+            let started = op.start();
+            (op, started)
+        });
 
-        // Once per publisher; a stream deleted later is recreated on NotFound below.
-        self.inner
-            .ensured
-            .get_or_try_init(|| self.ensure(subject.clone()))
-            .await?;
-
-        let ack = self
-            .inner
-            .bus
-            .publish(
-                subject.clone(),
-                Headers::new(),
-                payload.clone(),
-                &event.message_id,
-            )
-            .await?;
+        let span = tracing::info_span!(
+            "aegis.event.publish",
+            domain = domain.as_str(),
+            event_type = event_type.as_str(),
+            message_id = %event.message_id,
+            trace_id = %event.trace_id,
+        );
+        let sent = self
+            .hand_over(&subject, &headers, &payload, event)
+            .instrument(span)
+            .await;
+        let ack = match sent {
+            Ok(ack) => ack,
+            Err(error) => {
+                if let Some((op, started)) = timing {
+                    op.finish(started, Outcome::of_error(&error));
+                }
+                return Err(error);
+            }
+        };
         Ok(PendingEvent::new(
             ack,
             Retry {
                 publisher: self.clone(),
                 subject,
+                headers,
                 payload,
                 message_id: event.message_id.clone(),
             },
+            timing,
         ))
+    }
+
+    async fn hand_over<T>(
+        &self,
+        subject: &str,
+        headers: &Headers,
+        payload: &Bytes,
+        event: &Event<T>,
+    ) -> Result<crate::ports::events::PendingAck> {
+        // Once per publisher; a stream deleted later is recreated on NotFound below.
+        self.inner
+            .ensured
+            .get_or_try_init(|| self.ensure(subject.to_owned()))
+            .await?;
+
+        self.inner
+            .bus
+            .publish(
+                subject.to_owned(),
+                headers.clone(),
+                payload.clone(),
+                &event.message_id,
+            )
+            .await
     }
 
     pub(super) fn bus(&self) -> &Arc<dyn EventBus> {

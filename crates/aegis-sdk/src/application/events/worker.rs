@@ -20,6 +20,8 @@ use super::subscription::{DeliveryMode, Options, StartPolicy, ValidSubscription}
 use crate::application::client::Client;
 use crate::application::component::{ComponentContext, RunningComponent};
 use crate::application::context::InstanceInfo;
+use crate::application::metrics::{self, OpKind};
+use crate::application::propagation;
 use crate::error::Result;
 use crate::ports::events::{ConsumerSpec, Delivery, EventBus, Settle, StartAt};
 
@@ -196,7 +198,38 @@ impl Worker {
             attempt: delivery.attempt,
             headers: delivery.headers.clone(),
         };
-        let work = self.handler.call(context, delivery.payload.clone());
+        let trace = propagation::incoming(&delivery.headers, &delivery.payload);
+        let mut tokens = delivery.subject.split('.').skip(1);
+        let (domain, event_type) = (tokens.next().unwrap_or(""), tokens.next().unwrap_or(""));
+        let span = tracing::info_span!(
+            "aegis.event.handle",
+            service = %self.instance.service,
+            instance = %self.instance.instance_id,
+            domain,
+            event_type,
+            sequence = delivery.stream_sequence,
+            attempt = delivery.attempt,
+            message_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            if let Some((message_id, _)) = crate::domain::envelope::peek_ids(&delivery.payload) {
+                span.record("message_id", message_id);
+            }
+        }
+        let timing = metrics::op_if_enabled(
+            OpKind::EventHandle,
+            &[self.instance.service.as_str(), domain, event_type],
+        )
+        .map(|op| {
+            let started = op.start();
+            (op, started)
+        });
+        let handler = self.handler.clone();
+        let payload = delivery.payload.clone();
+        let work = propagation::continue_trace(trace, span, async move {
+            handler.call(context, payload).await
+        });
         tokio::pin!(work);
 
         // While the handler works, tell the server every half ack-wait, so the event is
@@ -210,6 +243,13 @@ impl Worker {
             }
         };
 
+        if let Some((op, started)) = timing {
+            let result = match outcome {
+                Outcome::Handled => metrics::Outcome::Ok,
+                Outcome::Failed(_) | Outcome::Undecodable(_) => metrics::Outcome::Error,
+            };
+            op.finish(started, result);
+        }
         match outcome {
             Outcome::Handled => settle(&delivery, Settle::Ack).await,
             Outcome::Undecodable(reason) => self.dead_letter(&delivery, &reason).await,
