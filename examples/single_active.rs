@@ -48,11 +48,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut events = leadership.events();
     let mut status = leadership.watch();
     service.start(&client).await?;
-    tracing::info!(instance = %service.instance_id(), "billing-service running; Ctrl-C to stop");
+    tracing::info!(instance = %service.instance_id(), "billing-service running; Ctrl-C (or SIGTERM) to stop");
+    // SIGTERM is how systemd and Kubernetes stop a process: hand over as for Ctrl-C.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
 
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
             Ok(event) = events.recv() => match event {
                 LeadershipEvent::Elected { token } => {
                     tracing::info!(token, "I am the leader");
@@ -69,6 +72,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    // A leader hands over here: it finishes its running calls, then releases the lease.
     service.stop().await?;
+    tracing::info!("stopped; a leader handed over");
     Ok(())
 }

@@ -47,6 +47,10 @@ pub enum ErrorKind {
     Cancelled,
     /// The service or component was stopped, or is not running.
     Closed,
+    /// The instance running a call went away before it answered: the call may have
+    /// run, in part or in full, and is not sent again. Only exclusive calls, whose
+    /// leader confirms it took them, can tell this from a call that was lost unseen.
+    Interrupted,
     /// A JetStream or KV operation failed on the server side.
     Storage,
     /// Something inside the SDK failed unexpectedly.
@@ -72,6 +76,7 @@ impl ErrorKind {
             ErrorKind::RevisionMismatch => "revision_mismatch",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Closed => "closed",
+            ErrorKind::Interrupted => "interrupted",
             ErrorKind::Storage => "storage",
             ErrorKind::Internal => "internal",
         }

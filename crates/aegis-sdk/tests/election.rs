@@ -353,6 +353,141 @@ async fn a_slow_exclusive_call_is_waited_for_and_runs_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_running_when_the_leader_is_killed_never_run_twice() {
+    // Callers keep slow exclusive calls in flight while leaders are killed. A call the
+    // dead leader had confirmed may have run: it ends as Interrupted, never sent again.
+    // Calls it had not taken yet go to the next leader. No call runs twice.
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let nodes = spawn_nodes(&server, "inflight", 3, "aggressive");
+    await_leader(&client, SERVICE, &ids(&nodes), Duration::from_secs(5)).await;
+    // Teach the client that `slow` is exclusive, and who leads.
+    let _: Value = client
+        .call(SERVICE, "slow", json!({"call_id": "warm", "ms": 0}))
+        .await
+        .unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|caller| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let call_id = format!("c{caller}-{n}");
+                    n += 1;
+                    let reply = client
+                        .call::<_, Value>(SERVICE, "slow", json!({"call_id": call_id, "ms": 150}))
+                        .timeout(Duration::from_secs(5))
+                        .await;
+                    outcomes.push((call_id, reply));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let leader = await_leader(&client, SERVICE, &ids(&nodes), Duration::from_secs(5)).await;
+        let index = nodes.iter().position(|n| n.instance == leader).unwrap();
+        nodes[index].signal("-KILL");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    // Each caller's replies in the order it got them (tokens only grow within one).
+    let mut per_caller: Vec<Vec<Value>> = Vec::new();
+    let mut interrupted = Vec::new();
+    for caller in callers {
+        let mut replies = Vec::new();
+        for (call_id, outcome) in caller.await.unwrap() {
+            match outcome {
+                Ok(reply) => replies.push(reply),
+                Err(e) if e.kind() == ErrorKind::Interrupted => interrupted.push(call_id),
+                Err(e) => panic!("{call_id} failed: {e} ({:?})", e.kind()),
+            }
+        }
+        per_caller.push(replies);
+    }
+    let answered: usize = per_caller.iter().map(Vec::len).sum();
+    eprintln!(
+        "{answered} calls answered, {} interrupted by the kills",
+        interrupted.len()
+    );
+    assert!(
+        interrupted.len() <= 8,
+        "at most the calls in flight at each kill"
+    );
+    for replies in &per_caller {
+        assert_each_call_ran_once(&nodes, replies).await;
+    }
+    // Interrupted calls ran at most once, on the leader that died.
+    let execs: Vec<String> = nodes.iter().flat_map(|n| n.facts("EXEC")).collect();
+    for call_id in &interrupted {
+        let runs = execs
+            .iter()
+            .filter(|e| e.split(' ').next() == Some(call_id.as_str()))
+            .count();
+        assert!(runs <= 1, "{call_id} ran {runs} times");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_caught_in_a_freeze_runs_once_and_learns_its_term_ended() {
+    // The leader freezes in the middle of a call, a standby takes over, the old leader
+    // thaws and finishes the call: it ran once, its caller waited for it rather than
+    // sending it again, and the handler could tell that its term had ended.
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let nodes = spawn_nodes(&server, "thaw", 3, "balanced");
+    let leader = await_leader(&client, SERVICE, &ids(&nodes), Duration::from_secs(5)).await;
+    let old = nodes.iter().find(|n| n.instance == leader).unwrap();
+    let _: Value = client
+        .call(SERVICE, "slow", json!({"call_id": "warm", "ms": 0}))
+        .await
+        .unwrap();
+
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .call::<_, Value>(SERVICE, "slow", json!({"call_id": "caught", "ms": 300}))
+                .timeout(Duration::from_secs(8))
+                .await
+        }
+    });
+    assert!(old.wait_for(|l| l.starts_with("EXEC caught "), Duration::from_secs(5)));
+    old.signal("-STOP");
+    let frozen_at = Instant::now();
+    let others: Vec<&str> = ids(&nodes).into_iter().filter(|id| *id != leader).collect();
+    await_leader(&client, SERVICE, &others, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(frozen_at.elapsed())).await;
+    old.signal("-CONT");
+
+    let reply = call
+        .await
+        .unwrap()
+        .expect("the caught call is answered after the thaw");
+    assert_eq!(reply["instance"], leader.as_str());
+    assert!(
+        old.wait_for(|l| l == "STILL caught false", Duration::from_secs(5)),
+        "{:?}",
+        old.lines()
+    );
+    let runs: usize = nodes
+        .iter()
+        .map(|n| {
+            n.facts("EXEC")
+                .iter()
+                .filter(|e| e.starts_with("caught "))
+                .count()
+        })
+        .sum();
+    assert_eq!(runs, 1, "the caught call ran once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_leader_is_replaced_and_finds_itself_demoted() {
     let server = NatsServer::start();
     let client = connect(&server).await;
@@ -442,12 +577,12 @@ async fn stopping_leader_hands_over_after_its_running_exclusive_calls() {
         Service::builder(SERVICE)
             .instance_id(instance)
             .single_active("default", FailoverPolicy::balanced())
-            .exclusive_rpc("slow", move |_ctx: RpcContext, _p: Value| {
+            .exclusive_rpc("slow", move |_ctx: RpcContext, p: Value| {
                 let (standby, overlap, started) =
                     (standby.clone(), overlap.clone(), started.clone());
                 async move {
                     started.fetch_add(1, Ordering::SeqCst);
-                    for _ in 0..300 {
+                    for _ in 0..p["ms"].as_u64().unwrap_or(300) {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                         if standby.get().is_some_and(|l| l.is_leader()) {
                             overlap.store(true, Ordering::SeqCst);
@@ -468,15 +603,28 @@ async fn stopping_leader_hands_over_after_its_running_exclusive_calls() {
     standby.set(b.leadership().unwrap().clone()).unwrap();
     b.start(&client).await.unwrap();
 
+    // A client that knows the method is exclusive (it watches the leader while it
+    // waits), and a call longer than the standby's takeover delay: the stopping leader
+    // must keep its lease until the call is done.
+    let _: Value = client
+        .call(SERVICE, "slow", json!({"ms": 0}))
+        .await
+        .unwrap();
+    started.store(0, Ordering::SeqCst);
     let call = tokio::spawn({
         let client = client.clone();
-        async move { client.call::<_, Value>(SERVICE, "slow", json!({})).await }
+        async move {
+            client
+                .call::<_, Value>(SERVICE, "slow", json!({"ms": 1500}))
+                .await
+        }
     });
     while started.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     a.stop().await.unwrap();
     call.await.unwrap().expect("the running call completes");
+    assert_eq!(started.load(Ordering::SeqCst), 1, "the call ran once");
     assert!(
         !overlap.load(Ordering::SeqCst),
         "the standby took over while the call ran"

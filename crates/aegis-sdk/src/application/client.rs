@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -15,7 +16,7 @@ use tracing::Instrument;
 use super::metrics::{self, OpKind};
 use super::propagation;
 use crate::adapters::nats::{ConnectOptions, NatsBackend, NatsTransport};
-use crate::domain::election::LEADER_HEADER;
+use crate::domain::election::{LEADER_HEADER, RECEIPT_HEADER};
 use crate::domain::envelope::{self, RpcRequestRef};
 use crate::domain::hot;
 use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
@@ -350,12 +351,31 @@ where
                 (None, false) => None,
             }
             .filter(|leader| Some(leader) != gone.as_ref());
-            let attempt =
-                self.client
-                    .attempt::<R>(payload, &subject, &self.headers, &message_id, left);
             let attempt = match watched {
-                None => attempt.await,
-                Some(leader) => self.client.watched(attempt, &service, &leader, left).await,
+                None => {
+                    self.client
+                        .attempt::<R>(payload, &subject, &self.headers, &message_id, left)
+                        .await
+                }
+                Some(leader) => {
+                    // The leader confirms on a subject of our own that it took the call:
+                    // subscribed before the request goes out, on the same connection.
+                    let receipt = format!("_INBOX.aegis.{}", envelope::new_id());
+                    let receipts = self
+                        .client
+                        .inner
+                        .transport
+                        .subscribe(receipt.clone(), None)
+                        .await?;
+                    let mut headers = self.headers.clone();
+                    headers.insert(RECEIPT_HEADER, receipt);
+                    let attempt =
+                        self.client
+                            .attempt::<R>(payload, &subject, &headers, &message_id, left);
+                    self.client
+                        .watched(attempt, receipts, &service, &method, &leader, left)
+                        .await
+                }
             };
 
             // A single-active service refused (a standby answered), the leader it named
@@ -401,6 +421,14 @@ where
                     subject = queue_subject.clone();
                     backoff = self.client.pause(backoff, deadline).await;
                 }
+                // The last attempt had what was left of the deadline; name the call's.
+                Err(Refused { error, .. }) if error.kind() == ErrorKind::Timeout => {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("no reply from {service} to {method} within {timeout:?}"),
+                    )
+                    .with_source(error))
+                }
                 Err(Refused { error, .. }) => return Err(error),
                 Ok((result, led)) => {
                     if let Some(leader) = led {
@@ -417,10 +445,12 @@ where
 
 /// How long an exclusive call waits for its reply before it asks the leader it went to
 /// whether it is alive; the question is asked again at doubling intervals, up to
-/// [`MAX_PROBE_INTERVAL`], until it has an answer. A leader that answers is left to
-/// finish the call, however long it takes; one that is gone (the server knows nobody
-/// on its subject: it crashed, maybe before the server noticed when the call was sent)
-/// means the call is sent again, to whoever leads now.
+/// [`MAX_PROBE_INTERVAL`], for as long as the call waits. A leader that answers is left
+/// to finish the call, however long it takes. One that is gone (the server knows nobody
+/// on its subject) before it confirmed the call never ran it (it crashed, maybe before
+/// the server noticed when the call was sent): the call is sent again, to whoever leads
+/// now. One that is gone after confirming it may have run it: the call ends with
+/// [`ErrorKind::Interrupted`].
 const PROBE_AFTER: Duration = Duration::from_millis(100);
 /// The longest pause between two questions to a silent leader.
 const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -490,12 +520,16 @@ impl Client {
     }
 
     /// Waits for an exclusive call's `attempt`, asking `leader` whether it is alive
-    /// while the reply is late (see [`PROBE_AFTER`]). A leader that is gone ends the
-    /// attempt with a no-responders refusal naming it.
+    /// while the reply is late (see [`PROBE_AFTER`]). A leader that is gone before it
+    /// confirmed the call (on `receipts`) ends the attempt with a no-responders refusal
+    /// naming it, and the call is sent again; one that is gone after confirming it ends
+    /// the call with [`ErrorKind::Interrupted`]: it may have run.
     async fn watched<R>(
         &self,
         attempt: impl Future<Output = std::result::Result<(R, Option<String>), Refused>>,
+        mut receipts: crate::ports::Subscription,
         service: &ServiceName,
+        method: &MethodName,
         leader: &str,
         left: Duration,
     ) -> std::result::Result<(R, Option<String>), Refused> {
@@ -505,10 +539,15 @@ impl Client {
         let end = Instant::now() + left;
         let mut attempt = std::pin::pin!(attempt);
         let mut interval = PROBE_AFTER;
+        let mut confirmed = false;
         loop {
             let wake = (Instant::now() + interval).min(end);
             tokio::select! {
                 result = &mut attempt => return result,
+                Some(_) = receipts.next(), if !confirmed => {
+                    confirmed = true;
+                    continue;
+                }
                 () = tokio::time::sleep_until(wake) => {}
             }
             if Instant::now() >= end {
@@ -520,25 +559,46 @@ impl Client {
                 bytes::Bytes::new(),
                 PROBE_TIMEOUT,
             );
-            let answer = tokio::select! {
-                result = &mut attempt => return result,
-                answer = probe => answer,
+            let mut probe = std::pin::pin!(probe);
+            let answer = loop {
+                tokio::select! {
+                    result = &mut attempt => return result,
+                    Some(_) = receipts.next(), if !confirmed => confirmed = true,
+                    answer = &mut probe => break answer,
+                }
             };
+            interval = (interval * 2).min(MAX_PROBE_INTERVAL);
             match answer {
-                // Alive: the call is with it (or was lost elsewhere); wait it out.
-                Ok(_) => return attempt.await,
+                // Alive: the call is with it, or was lost elsewhere; keep watching.
+                Ok(_) => {}
                 Err(error) if error.kind() == ErrorKind::NoResponders => {
-                    tracing::debug!(%service, %leader, "leader gone while a call waited on it");
-                    return Err(Refused {
-                        error: Error::new(
+                    // A confirmation may still be on its way: it was sent before the
+                    // leader went, so it arrives before anything we ask now.
+                    if !confirmed {
+                        confirmed = matches!(receipts.next().now_or_never(), Some(Some(_)));
+                    }
+                    tracing::debug!(%service, %method, %leader, confirmed, "leader gone while a call waited on it");
+                    let error = if confirmed {
+                        Error::new(
+                            ErrorKind::Interrupted,
+                            format!(
+                                "{service} leader {leader} went away while running {method}; \
+                                 the call may have run"
+                            ),
+                        )
+                    } else {
+                        Error::new(
                             ErrorKind::NoResponders,
-                            format!("leader {leader} of {service} is gone"),
-                        ),
-                        leader: Some(leader.to_owned()),
+                            format!("{service} leader {leader} is gone"),
+                        )
+                    };
+                    return Err(Refused {
+                        leader: (!confirmed).then(|| leader.to_owned()),
+                        error,
                     });
                 }
                 // No answer (frozen, or the server is slow): ask again later.
-                Err(_) => interval = (interval * 2).min(MAX_PROBE_INTERVAL),
+                Err(_) => {}
             }
         }
     }

@@ -31,6 +31,8 @@ pub struct RpcContext {
     pub(crate) deadline: Instant,
     pub(crate) headers: Headers,
     pub(crate) fencing_token: Option<u64>,
+    /// The leadership the call was admitted under, for exclusive methods.
+    pub(crate) leadership: Option<super::election::Leadership>,
 }
 
 impl fmt::Debug for RpcContext {
@@ -97,6 +99,19 @@ impl RpcContext {
     /// that stores can refuse writes of a deposed leader. `None` for other methods.
     pub fn fencing_token(&self) -> Option<u64> {
         self.fencing_token
+    }
+
+    /// For exclusive methods: whether this instance still leads, by its own clock, in
+    /// the term the call was admitted in. A call outlives its term only when the leader
+    /// stalled or lost its store (a frozen process, say, resumed after a standby took
+    /// over); ask right before a side effect that must not happen outside the term.
+    /// A leader that is stopping keeps its term until its running calls are done.
+    /// `false` for other methods.
+    pub fn still_leader(&self) -> bool {
+        match (&self.leadership, self.fencing_token) {
+            (Some(leadership), Some(token)) => leadership.fencing_token() == Some(token),
+            _ => false,
+        }
     }
 
     /// A client on the service's connection, naming this instance as `source`, for

@@ -193,6 +193,20 @@ impl Dispatcher {
                         crate::domain::election::LEADER_HEADER,
                         self.instance.instance_id.as_str(),
                     );
+                    // "I have it": the caller will not send it again, whatever happens.
+                    if let Some(receipt) = message
+                        .headers
+                        .get(crate::domain::election::RECEIPT_HEADER)
+                        .filter(|s| s.starts_with("_INBOX.") && !s.contains([' ', '*', '>']))
+                    {
+                        let transport = self.client.transport();
+                        let sent = transport
+                            .publish(receipt.to_owned(), Headers::new(), bytes::Bytes::new())
+                            .await;
+                        if let Err(error) = sent {
+                            tracing::debug!(%error, "cannot confirm an exclusive call");
+                        }
+                    }
                 }
                 let context = RpcContext {
                     instance: self.instance.clone(),
@@ -204,6 +218,9 @@ impl Dispatcher {
                     deadline: Instant::now(),
                     headers: message.headers,
                     fencing_token,
+                    leadership: fencing_token
+                        .and(self.exclusive.as_ref())
+                        .map(|gate| gate.leadership.clone()),
                 };
                 let trace = propagation::incoming(&context.headers, &message.payload);
                 let span = self.span(&context.method, &message.payload);

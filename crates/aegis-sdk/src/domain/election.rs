@@ -14,6 +14,11 @@ use crate::error::{Error, ErrorKind, Result};
 /// Reply header naming the leader, sent with a `NOT_ACTIVE` refusal.
 pub const LEADER_HEADER: &str = "Aegis-Leader";
 
+/// Header of an exclusive call naming a subject (under `_INBOX.`) where the leader
+/// confirms, with an empty message, that it admitted the call and is running it. A
+/// caller that holds the confirmation never sends the call again.
+pub const RECEIPT_HEADER: &str = "Aegis-Receipt";
+
 /// The key in [`LeaderRecord::metadata`] under which a leader records its term's fencing
 /// token, so that anyone reading the lease can tell it. Written from the first renewal
 /// of a term on (the first write cannot know its own revision); until then the token is

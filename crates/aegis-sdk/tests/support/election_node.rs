@@ -10,7 +10,8 @@
 //! exclusive call ran here), `FAIL` (the failing exclusive method ran here), `STOPPED`.
 //! SIGTERM stops the service gracefully (the leader hands over); the end of stdin ends
 //! the process, so nodes do not outlive a killed test. Methods: `work` (exclusive, logs
-//! EXEC), `slow` (exclusive, logs EXEC, then sleeps `ms` milliseconds), `fail` (exclusive,
+//! EXEC), `slow` (exclusive, logs EXEC, sleeps `ms` milliseconds, then logs
+//! `STILL <call-id> <still leader?>`), `fail` (exclusive,
 //! always fails), `whoami` (exclusive, no side effect) and
 //! `status` (any instance).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -61,6 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("EXEC {call} {token}");
             let ms = params["ms"].as_u64().unwrap_or(0);
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            println!("STILL {call} {}", ctx.still_leader());
             Ok::<_, HandlerError>(json!({
                 "instance": ctx.instance_id().as_str(),
                 "token": token,

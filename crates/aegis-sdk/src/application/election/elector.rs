@@ -202,12 +202,25 @@ impl Elector {
     ) -> Standby {
         let reason = loop {
             if stopped(stop) {
-                // Admit no more exclusive calls, let those running finish, then hand
-                // over. Should they run past the takeover delay, a standby takes over
-                // by itself and the release finds the key changed.
+                // Admit no more exclusive calls and let those running finish, still
+                // renewing the lease: no standby may take over while they run. Then
+                // hand over. (The component's drain timeout bounds the wait; a leader
+                // stopped by it leaves the lease to expire.)
+                self.leadership.close();
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = self.leadership.idle() => break,
+                        _ = sleep_until(term.valid_until) => break,
+                        _ = sleep_until(term.next_renew) => {
+                            if self.renew(&mut term).await.is_some() {
+                                break;
+                            }
+                        }
+                    }
+                }
                 self.leadership.demote(LossReason::Stopped);
                 self.set_leader_gauge(0);
-                self.leadership.idle().await;
                 self.release(term.revision).await;
                 return Standby {
                     seen: None,

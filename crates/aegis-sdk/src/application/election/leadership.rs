@@ -98,6 +98,9 @@ struct Gate {
     token: Option<u64>,
     valid_until: Option<Instant>,
     leader_hint: Option<String>,
+    /// A stopping leader: it still holds (and renews) the lease while the exclusive
+    /// calls it admitted finish, but admits no new ones.
+    closing: bool,
 }
 
 impl std::fmt::Debug for Leadership {
@@ -169,16 +172,24 @@ impl Leadership {
     pub(crate) fn admit(&self) -> Result<(u64, Admission), Option<String>> {
         let gate = self.gate();
         match (gate.token, gate.valid_until) {
-            (Some(token), Some(until)) if Instant::now() < until => {
-                // Counted under the gate's lock, so `demote` then `idle` misses no call.
+            (Some(token), Some(until)) if !gate.closing && Instant::now() < until => {
+                // Counted under the gate's lock, so `close` then `idle` misses no call.
                 self.inner.running.fetch_add(1, Ordering::AcqRel);
                 let admission = Admission {
                     leadership: self.clone(),
                 };
                 Ok((token, admission))
             }
+            // A closing leader names nobody: callers wait for its successor.
+            _ if gate.closing => Err(None),
             _ => Err(gate.leader_hint.clone()),
         }
+    }
+
+    /// Admits no more exclusive calls, keeping the term (and its renewals) until those
+    /// running have finished; see [`idle`](Self::idle).
+    pub(crate) fn close(&self) {
+        self.gate().closing = true;
     }
 
     /// Resolves when no admitted exclusive call runs any more.
@@ -200,6 +211,7 @@ impl Leadership {
             gate.token = Some(token);
             gate.valid_until = Some(valid_until);
             gate.leader_hint = Some(instance.to_owned());
+            gate.closing = false;
         }
         self.inner
             .status
@@ -217,6 +229,7 @@ impl Leadership {
             let mut gate = self.gate();
             gate.valid_until = None;
             gate.leader_hint = None;
+            gate.closing = false;
             gate.token.take()
         };
         let status = if reason == LossReason::Stopped {
