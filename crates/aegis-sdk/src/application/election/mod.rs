@@ -13,16 +13,28 @@
 //! # Calls through a crash
 //!
 //! A leader names itself in the `Aegis-Leader` header of its replies, so a client
-//! learns which methods are exclusive and who leads. When an exclusive call has no
-//! reply after 100 ms, the client asks that leader whether it is alive (an empty
-//! request to `rpc.{service}._alive.{instance}`, again at doubling intervals until it
-//! has an answer). A leader that answers is left to finish the call, however long it
-//! takes, and a stopping leader keeps answering until its running calls are done and
-//! it has handed over. A leader that is gone (the server has no subscriber for it any
-//! more) means the request died with it, maybe sent before the server noticed the
-//! crash: the call is sent again, to whoever leads now. A leader that crashes *while*
-//! running a call cannot tell which; that call may run again on its successor, under a
-//! higher fencing token.
+//! learns which methods are exclusive and who leads. For those, the client adds an
+//! `Aegis-Receipt` header naming a subject of its own, where the leader confirms at
+//! once that it admitted the call. When the reply is late (100 ms, then at doubling
+//! intervals up to 1 s), the client asks the leader whether it is alive (an empty
+//! request to `rpc.{service}._alive.{instance}`):
+//!
+//! - it answers: it is left to finish the call, however long it takes (a stopping
+//!   leader keeps its lease, renewing it, and keeps answering until its running calls
+//!   are done);
+//! - it is gone (the server has no subscriber for it any more) and had not confirmed
+//!   the call: the request died with it, maybe sent before the server noticed the
+//!   crash. The call is sent again, to whoever leads now;
+//! - it is gone after confirming the call: the call may have run, in part or in full.
+//!   It ends with [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted) and is never
+//!   sent again, so no call runs on two instances;
+//! - it does not answer (frozen): the client keeps waiting, up to the deadline. A
+//!   leader that thaws after a standby took over refuses new calls by its own clock;
+//!   a handler it was running can ask
+//!   [`RpcContext::still_leader`](crate::RpcContext::still_leader) before a side
+//!   effect, and attach the fencing token to it.
+//!
+//! A client's first call to a method knows none of this, and waits as for any call.
 
 mod announce;
 mod component;
