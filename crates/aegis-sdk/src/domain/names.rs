@@ -2,7 +2,7 @@
 //!
 //! Each type can only hold a value that follows the wire contract, so a name that would
 //! break a NATS subject (dots, spaces, `*`, `>`, control characters, nothing at all) is
-//! refused with [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName) before anything
+//! refused with [`ErrorKind::InvalidName`] before anything
 //! reaches the wire.
 
 use std::fmt;
