@@ -130,6 +130,7 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
 
     let service_name = unique("obs-metrics-");
     let domain = unique("obsm");
+    let pattern = format!("{domain}.happened");
     let handled = Arc::new(Mutex::new(0u64));
     let service = Service::builder(&service_name)
         .rpc("ok", |_: RpcContext, p: Value| async move {
@@ -138,7 +139,7 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
         .rpc("fail", |_: RpcContext, _: Value| async move {
             Err::<Value, _>(HandlerError::msg("boom"))
         })
-        .on_event(&format!("{domain}.happened"), DeliveryMode::Compete, {
+        .on_event(&pattern, DeliveryMode::Compete, {
             let handled = handled.clone();
             move |_: EventContext, _: Event<Value>| {
                 let handled = handled.clone();
@@ -228,7 +229,7 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
     assert_eq!(
         count(
             "aegis_events_handled_total",
-            &[("service", svc), ("domain", &domain)]
+            &[("service", svc), ("pattern", &pattern)]
         ),
         K
     );
@@ -317,7 +318,7 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
     assert_eq!(
         one(
             "aegis_events_handled_total",
-            &[("service", svc), ("domain", &domain), ("outcome", "ok")]
+            &[("service", svc), ("pattern", &pattern), ("outcome", "ok")]
         ),
         K as f64
     );
@@ -397,6 +398,102 @@ async fn snapshot_and_prometheus_scrape_count_calls_failures_and_events() {
 
     let (status, _) = http_get(endpoint.local_addr(), "/elsewhere").await;
     assert!(status.contains("404"), "{status}");
+    service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn handled_events_of_many_types_on_one_subscription_make_one_series() {
+    const TYPES: u64 = 40;
+    Metrics::enable();
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+
+    let service_name = unique("obs-types-");
+    let domain = unique("obst");
+    let pattern = format!("{domain}.*");
+    let handled = Arc::new(Mutex::new(0u64));
+    let service = Service::builder(&service_name)
+        .on_event(&pattern, DeliveryMode::Compete, {
+            let handled = handled.clone();
+            move |_: EventContext, _: Event<Value>| {
+                let handled = handled.clone();
+                async move {
+                    *handled.lock().unwrap() += 1;
+                    Ok::<_, HandlerError>(())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    service.start(&client).await.unwrap();
+
+    // Every event has a type of its own, as a careless or hostile publisher may send.
+    for i in 0..TYPES {
+        client
+            .publish_event(&domain, &format!("type{i}"), json!({"i": i}))
+            .await
+            .unwrap();
+    }
+    eventually("every event handled", || *handled.lock().unwrap() == TYPES).await;
+    let of_service = |snapshot: &aegis_sdk::application::metrics::MetricsSnapshot| {
+        snapshot
+            .counters
+            .iter()
+            .filter(|s| {
+                s.name == "aegis_events_handled_total" && s.label("service") == Some(&service_name)
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    eventually("the handled events counted", || {
+        of_service(&Metrics::global().snapshot())
+            .iter()
+            .map(|s| s.value)
+            .sum::<u64>()
+            == TYPES
+    })
+    .await;
+
+    let snapshot = Metrics::global().snapshot();
+    let counters = of_service(&snapshot);
+    assert_eq!(counters.len(), 1, "{counters:?}");
+    assert_eq!(
+        counters[0].labels,
+        [
+            ("service".to_owned(), service_name.clone()),
+            ("pattern".to_owned(), pattern.clone()),
+            ("outcome".to_owned(), "ok".to_owned()),
+        ]
+    );
+    assert_eq!(counters[0].value, TYPES);
+    let timings: Vec<_> = snapshot
+        .timings
+        .iter()
+        .filter(|s| {
+            s.name == "aegis_events_handle_duration_seconds"
+                && s.label("service") == Some(&service_name)
+        })
+        .collect();
+    assert_eq!(timings.len(), 1, "{timings:?}");
+    assert_eq!(timings[0].label("pattern"), Some(pattern.as_str()));
+    assert_eq!(timings[0].value.count, TYPES);
+    // No handled-events series anywhere carries the event's type.
+    let handled_labels = snapshot
+        .counters
+        .iter()
+        .filter(|s| s.name.starts_with("aegis_events_handle"))
+        .map(|s| &s.labels)
+        .chain(
+            snapshot
+                .timings
+                .iter()
+                .filter(|s| s.name.starts_with("aegis_events_handle"))
+                .map(|s| &s.labels),
+        );
+    for labels in handled_labels {
+        assert!(labels.iter().all(|(n, _)| n != "event_type"), "{labels:?}");
+    }
+
     service.stop().await.unwrap();
 }
 
@@ -631,6 +728,7 @@ async fn one_trace_across_rpc_event_and_command() {
     assert_eq!(event[0]["service"], "trace-c");
     assert_eq!(event[0]["instance"], c.instance_id().as_str());
     assert_eq!(event[0]["event_type"], "started");
+    assert_eq!(event[0]["pattern"], format!("{domain}.started"));
     assert_eq!(event[0]["trace_id"], expected);
     assert!(event[0].contains_key("message_id"));
     let command = of("aegis.command.handle", "trace-d");

@@ -36,6 +36,10 @@ struct Worker {
     client: Client,
     dead_letters: DeadLetters,
     consumer: String,
+    /// The subscription's pattern (`order.*`): the metrics label of its deliveries, so
+    /// that their series are bounded by the program's subscriptions, not by the event
+    /// types that publishers choose.
+    pattern: String,
 }
 
 /// Sets the streams and the consumer up and starts taking deliveries.
@@ -99,6 +103,7 @@ pub(crate) async fn start(
             consumer: consumer.clone(),
         },
         consumer: consumer.clone(),
+        pattern: subscription.pattern.as_str().to_owned(),
     });
     let (stop, stop_rx) = watch::channel(None);
     let task = tokio::spawn(worker.run(deliveries, stop_rx));
@@ -205,6 +210,7 @@ impl Worker {
             "aegis.event.handle",
             service = %self.instance.service,
             instance = %self.instance.instance_id,
+            pattern = %self.pattern,
             domain,
             event_type,
             sequence = delivery.stream_sequence,
@@ -219,7 +225,7 @@ impl Worker {
         }
         let timing = metrics::op_if_enabled(
             OpKind::EventHandle,
-            &[self.instance.service.as_str(), domain, event_type],
+            &[self.instance.service.as_str(), self.pattern.as_str()],
         )
         .map(|op| {
             let started = op.start();

@@ -75,7 +75,9 @@ impl OpKind {
         match self {
             OpKind::RpcServer | OpKind::RpcClient => &["service", "method"],
             OpKind::EventPublish => &["domain", "event_type"],
-            OpKind::EventHandle => &["service", "domain", "event_type"],
+            // The subscription's pattern, not the event's type: publishers choose types,
+            // and each would be a series of its own.
+            OpKind::EventHandle => &["service", "pattern"],
             OpKind::CommandSend | OpKind::CommandHandle => &["service", "command"],
             OpKind::Kv => &["bucket", "operation"],
             OpKind::RegistryHeartbeat => &["service"],

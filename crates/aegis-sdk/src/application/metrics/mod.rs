@@ -9,7 +9,12 @@
 //! [`serve_prometheus`](crate::adapters::prometheus::serve_prometheus).
 //!
 //! Memory is bounded by the number of label combinations (services, methods, buckets,
-//! event types, ...), never by traffic: each timing is a fixed-size histogram.
+//! ...), never by traffic: each timing is a fixed-size histogram. Handled events are
+//! labelled by the subscription's pattern, not by the event's type, so that publishers
+//! cannot add series to a subscriber. As a safety net, each metric kind keeps at most
+//! [`MAX_SERIES_PER_KIND`] label combinations: beyond them, new combinations are counted
+//! together in one series whose labels are all `_other` (a warning is logged once per
+//! kind when that starts).
 //!
 //! # Names
 //!
@@ -21,9 +26,9 @@
 //! | `aegis_rpc_server_requests_total`, `aegis_rpc_server_duration_seconds`, `aegis_rpc_server_in_flight` | `service`, `method` (+ `outcome`) |
 //! | `aegis_rpc_client_requests_total`, `aegis_rpc_client_duration_seconds`, `aegis_rpc_client_in_flight` | `service`, `method` (+ `outcome`) |
 //! | `aegis_events_published_total`, `aegis_events_publish_duration_seconds` | `domain`, `event_type` (+ `outcome`) |
-//! | `aegis_events_handled_total`, `aegis_events_handle_duration_seconds` | `service`, `domain`, `event_type` (+ `outcome`) |
+//! | `aegis_events_handled_total`, `aegis_events_handle_duration_seconds`, `aegis_events_handle_in_flight` | `service`, `pattern` (the subscription's, as `order.*`) (+ `outcome`) |
 //! | `aegis_commands_sent_total`, `aegis_commands_send_duration_seconds` | `service`, `command` (+ `outcome`) |
-//! | `aegis_commands_handled_total`, `aegis_commands_handle_duration_seconds` | `service`, `command` (+ `outcome`) |
+//! | `aegis_commands_handled_total`, `aegis_commands_handle_duration_seconds`, `aegis_commands_handle_in_flight` | `service`, `command` (+ `outcome`) |
 //! | `aegis_kv_operations_total`, `aegis_kv_operation_duration_seconds` | `bucket`, `operation` (+ `outcome`) |
 //! | `aegis_registry_heartbeats_total`, `aegis_registry_heartbeat_duration_seconds` | `service` (+ `outcome`) |
 //! | `aegis_election_operations_total`, `aegis_election_operation_duration_seconds` | `service`, `group`, `operation` (+ `outcome`) |
@@ -59,10 +64,26 @@ pub use snapshot::{MetricsSnapshot, Sample, Timing};
 
 use histogram::Histogram;
 
+/// How many label combinations one metric kind keeps; further ones are counted in one
+/// series whose labels are all [`OTHER`]. See the [module docs](self).
+pub const MAX_SERIES_PER_KIND: usize = 1000;
+
+/// The value of every label of the series that gathers a kind's label combinations
+/// beyond [`MAX_SERIES_PER_KIND`].
+pub const OTHER: &str = "_other";
+
 /// The process's metrics registry. See the [module docs](self).
 pub struct Metrics {
     enabled: AtomicBool,
-    series: RwLock<HashMap<String, Series>>,
+    series: RwLock<Registry>,
+}
+
+/// The series by key (kind name and label values), and how many each kind has.
+#[derive(Default)]
+struct Registry {
+    series: HashMap<String, Series>,
+    /// Label combinations per kind name, not counting the kind's [`OTHER`] series.
+    per_kind: HashMap<&'static str, usize>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -78,10 +99,14 @@ static GLOBAL: OnceLock<Metrics> = OnceLock::new();
 impl Metrics {
     /// The registry of this process.
     pub fn global() -> &'static Metrics {
-        GLOBAL.get_or_init(|| Metrics {
+        GLOBAL.get_or_init(Metrics::new)
+    }
+
+    fn new() -> Metrics {
+        Metrics {
             enabled: AtomicBool::new(false),
-            series: RwLock::new(HashMap::new()),
-        })
+            series: RwLock::new(Registry::default()),
+        }
     }
 
     /// Turns recording on for the whole process (it is off by default).
@@ -132,43 +157,75 @@ impl Metrics {
         LOCAL.with_borrow_mut(|local| {
             let Local { key, recent } = local;
             key.clear();
-            key.push_str(kind.name());
-            for label in labels {
-                key.push('\u{1f}');
-                key.push_str(label);
-            }
-            if let Some((_, series)) = recent.iter().find(|(k, _)| k == key) {
+            push_key(key, kind, labels);
+            // The registry's address goes with the key, so that two registries (as in
+            // unit tests) never share a remembered series.
+            let owner = std::ptr::from_ref(self) as usize;
+            if let Some((_, _, series)) = recent.iter().find(|(o, k, _)| *o == owner && k == key) {
                 return series.clone();
             }
             let series = self.shared(kind, labels, key);
             if recent.len() == Local::RECENT {
                 recent.remove(0);
             }
-            recent.push((key.clone(), series.clone()));
+            recent.push((owner, key.clone(), series.clone()));
             series
         })
     }
 
     fn shared(&self, kind: SeriesKind, labels: &[&str], key: &str) -> Series {
-        if let Some(series) = self.read().get(key) {
+        if let Some(series) = self.read().series.get(key) {
             return series.clone();
         }
-        let mut series = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let mut registry = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let Registry { series, per_kind } = &mut *registry;
+        if let Some(existing) = series.get(key) {
+            return existing.clone();
+        }
+        let count = per_kind.entry(kind.name()).or_default();
+        if *count < MAX_SERIES_PER_KIND {
+            *count += 1;
+            let new = Series::new(kind, labels);
+            series.insert(key.to_owned(), new.clone());
+            return new;
+        }
+        // Past the cap: one series gathers the rest of this kind.
+        let others = vec![OTHER; labels.len()];
+        let mut other_key = String::new();
+        push_key(&mut other_key, kind, &others);
         series
-            .entry(key.to_owned())
-            .or_insert_with(|| Series::new(kind, labels))
+            .entry(other_key)
+            .or_insert_with(|| {
+                tracing::warn!(
+                    metric = kind.name(),
+                    limit = MAX_SERIES_PER_KIND,
+                    "too many label combinations; further ones are counted under `{OTHER}`"
+                );
+                Series::new(kind, &others)
+            })
             .clone()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Series>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.series.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// A thread's lookup buffer and its most recently used series.
+/// Appends the key of a series: its kind's name, then each label value, separated by a
+/// character that names do not contain.
+fn push_key(key: &mut String, kind: SeriesKind, labels: &[&str]) {
+    key.push_str(kind.name());
+    for label in labels {
+        key.push('\u{1f}');
+        key.push_str(label);
+    }
+}
+
+/// A thread's lookup buffer and its most recently used series, each with the address
+/// of its registry.
 struct Local {
     key: String,
-    recent: Vec<(String, Series)>,
+    recent: Vec<(usize, String, Series)>,
 }
 
 impl Local {
@@ -333,7 +390,7 @@ impl Gauge {
 pub(crate) fn all_series(metrics: &Metrics) -> (Vec<Arc<Op>>, Vec<Arc<Gauge>>) {
     let mut ops = Vec::new();
     let mut gauges = Vec::new();
-    for series in metrics.read().values() {
+    for series in metrics.read().series.values() {
         match series {
             Series::Op(op) => ops.push(op.clone()),
             Series::Gauge(gauge) => gauges.push(gauge.clone()),
@@ -342,4 +399,103 @@ pub(crate) fn all_series(metrics: &Metrics) -> (Vec<Arc<Op>>, Vec<Arc<Gauge>>) {
     ops.sort_by(|a, b| (a.kind as u8, &a.labels).cmp(&(b.kind as u8, &b.labels)));
     gauges.sort_by(|a, b| (a.kind as u8, &a.labels).cmp(&(b.kind as u8, &b.labels)));
     (ops, gauges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(metrics: &Metrics, kind: OpKind) -> usize {
+        all_series(metrics)
+            .0
+            .iter()
+            .filter(|op| op.kind() == kind)
+            .count()
+    }
+
+    #[test]
+    fn label_combinations_beyond_the_cap_share_one_other_series() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_SERIES_PER_KIND {
+            let method = format!("m{i}");
+            metrics
+                .op(OpKind::RpcServer, &["svc", &method])
+                .record(Duration::from_millis(1), Outcome::Ok);
+        }
+        assert_eq!(count(&metrics, OpKind::RpcServer), MAX_SERIES_PER_KIND);
+
+        // 500 more combinations: all in one `_other` series, each counted.
+        for i in 0..500 {
+            let method = format!("extra{i}");
+            metrics
+                .op(OpKind::RpcServer, &["svc", &method])
+                .record(Duration::from_millis(1), Outcome::Error);
+        }
+        let (ops, _) = all_series(&metrics);
+        let server: Vec<_> = ops
+            .iter()
+            .filter(|op| op.kind() == OpKind::RpcServer)
+            .collect();
+        assert_eq!(server.len(), MAX_SERIES_PER_KIND + 1);
+        let other: Vec<_> = server
+            .iter()
+            .filter(|op| op.labels() == [OTHER, OTHER])
+            .collect();
+        assert_eq!(other.len(), 1);
+        let errors: u64 = other[0]
+            .outcome_counts()
+            .filter(|(o, _)| *o == Outcome::Error)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(errors, 500);
+        assert_eq!(other[0].timing().count, 500);
+
+        // A combination known before the cap keeps its own series.
+        metrics
+            .op(OpKind::RpcServer, &["svc", "m7"])
+            .record(Duration::from_millis(1), Outcome::Ok);
+        let m7 = all_series(&metrics)
+            .0
+            .into_iter()
+            .find(|op| op.labels() == ["svc", "m7"])
+            .expect("m7's series");
+        assert_eq!(m7.timing().count, 2);
+
+        // The cap is per kind: other kinds still get their own series.
+        metrics
+            .op(OpKind::Kv, &["bucket", "put"])
+            .record(Duration::from_millis(1), Outcome::Ok);
+        assert_eq!(count(&metrics, OpKind::Kv), 1);
+        let snapshot = snapshot::take(&metrics);
+        assert_eq!(
+            snapshot.counter(
+                "aegis_kv_operations_total",
+                &[("bucket", "bucket"), ("operation", "put")]
+            ),
+            1
+        );
+        assert_eq!(
+            snapshot.counter(
+                "aegis_rpc_server_requests_total",
+                &[("service", OTHER), ("method", OTHER), ("outcome", "error")]
+            ),
+            500
+        );
+    }
+
+    #[test]
+    fn two_registries_never_share_a_series() {
+        let (one, two) = (Metrics::new(), Metrics::new());
+        one.op(OpKind::Kv, &["b", "get"])
+            .record(Duration::from_millis(1), Outcome::Ok);
+        two.op(OpKind::Kv, &["b", "get"])
+            .record(Duration::from_millis(1), Outcome::Ok);
+        for metrics in [&one, &two] {
+            let snapshot = snapshot::take(metrics);
+            assert_eq!(
+                snapshot.counter("aegis_kv_operations_total", &[("bucket", "b")]),
+                1
+            );
+        }
+    }
 }
