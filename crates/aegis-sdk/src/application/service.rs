@@ -20,6 +20,7 @@ use super::election::{ElectionSetup, ExclusiveGate, Leadership};
 use super::handler::{RpcHandler, TypedHandler};
 use super::health::{HealthSource, HEALTH_METHOD};
 use super::micro::{self, Endpoints};
+use crate::domain::instance::is_semver;
 use crate::domain::{subjects, Encoding, InstanceId, MethodName, ServiceName};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -82,7 +83,10 @@ impl ServiceBuilder {
     /// The default time `stop` waits for running handlers.
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// The version announced by the service (default `1.0.0`).
+    /// The version announced by the service (default `1.0.0`): a semantic version
+    /// (`MAJOR.MINOR.PATCH[-pre-release][+build]`, see
+    /// [`is_semver`](crate::domain::instance::is_semver)), as the registry and the NATS
+    /// service API require; [`build`](Self::build) rejects any other.
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
         self
@@ -174,12 +178,20 @@ impl ServiceBuilder {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidName`] for an invalid service, instance or method name;
-    /// [`ErrorKind::InvalidArgument`] for a method registered twice.
+    /// [`ErrorKind::InvalidArgument`] for a method registered twice or a version that
+    /// is not a semantic version.
     pub fn build(mut self) -> Result<Service> {
         if !self.errors.is_empty() {
             return Err(self.errors.remove(0));
         }
         let service = ServiceName::new(self.name)?;
+        if !is_semver(&self.version) {
+            return Err(Error::invalid_argument(format!(
+                "version {:?} of service {service} is not a semantic version \
+                 (MAJOR.MINOR.PATCH, optionally -pre-release and +build, as `2.1.0-rc.1`)",
+                self.version
+            )));
+        }
         let instance_id = match self.instance_id {
             Some(id) => InstanceId::new(id)?,
             None => InstanceId::generate(&service),
@@ -543,6 +555,44 @@ impl Drop for ServiceInner {
         if let Some(running) = self.running.get_mut().take() {
             let _ = running.stop.send(true);
             abort_all(running.loops);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_version_is_semver() {
+        let service = Service::builder("versioned").build().unwrap();
+        assert_eq!(service.version(), "1.0.0");
+    }
+
+    #[test]
+    fn build_takes_semantic_versions_only() {
+        for valid in [
+            "2.1.0",
+            "0.1.0-rc.1",
+            "1.0.0+build.7",
+            "3.0.0-beta.2+sha.5114f85",
+        ] {
+            let service = Service::builder("versioned")
+                .version(valid)
+                .build()
+                .unwrap_or_else(|e| panic!("{valid}: {e}"));
+            assert_eq!(service.version(), valid);
+        }
+        for invalid in [
+            "v2", "2", "2.1", "", "1.0.0.0", "01.2.3", "1.0.0-", "latest",
+        ] {
+            let error = Service::builder("versioned")
+                .version(invalid)
+                .build()
+                .err()
+                .unwrap_or_else(|| panic!("{invalid:?} was accepted"));
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{invalid:?}");
+            assert!(error.to_string().contains("semantic version"), "{error}");
         }
     }
 }

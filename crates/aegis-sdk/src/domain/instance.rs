@@ -111,6 +111,51 @@ fn default_version() -> String {
     "1.0.0".to_owned()
 }
 
+/// Whether `version` is a semantic version as semver.org defines it:
+/// `MAJOR.MINOR.PATCH`, then optionally `-` and a pre-release, then optionally `+` and
+/// build metadata (`1.0.0`, `2.1.0-rc.1`, `1.0.0-alpha+001`). Numbers have no leading
+/// zeros, nor have numeric pre-release identifiers; identifiers are non-empty and made
+/// of ASCII letters, digits and `-`.
+///
+/// ```
+/// use aegis_sdk::domain::instance::is_semver;
+///
+/// assert!(is_semver("2.1.0-rc.1+build.5"));
+/// assert!(!is_semver("v2"));
+/// ```
+pub fn is_semver(version: &str) -> bool {
+    fn identifiers(part: &str) -> impl Iterator<Item = &str> {
+        part.split('.')
+    }
+    fn is_identifier(id: &str) -> bool {
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }
+    fn is_number(id: &str) -> bool {
+        !id.is_empty()
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && (id == "0" || !id.starts_with('0'))
+    }
+
+    let (rest, build) = match version.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (version, None),
+    };
+    // The pre-release starts at the first `-`; later ones belong to it.
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
+    let core: Vec<&str> = identifiers(core).collect();
+    core.len() == 3
+        && core.iter().all(|n| is_number(n))
+        && pre.is_none_or(|pre| {
+            identifiers(pre).all(|id| {
+                is_identifier(id) && (!id.bytes().all(|b| b.is_ascii_digit()) || is_number(id))
+            })
+        })
+        && build.is_none_or(|build| identifiers(build).all(is_identifier))
+}
+
 impl ServiceInstance {
     /// A fresh ACTIVE entry with the current time as its heartbeat.
     pub fn new(service: &ServiceName, instance: &InstanceId, version: impl Into<String>) -> Self {
@@ -153,6 +198,58 @@ impl ServiceInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn semantic_versions() {
+        for valid in [
+            "0.0.0",
+            "1.0.0",
+            "2.1.0",
+            "10.20.30",
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-0.3.7",
+            "1.0.0-x.7.z.92",
+            "1.0.0-x-y-z.--",
+            "1.0.0-alpha+001",
+            "1.0.0+20130313144700",
+            "1.0.0-beta+exp.sha.5114f85",
+            "1.0.0+21AF26D3----117B344092BD",
+            "1.0.0-rc.1+build.1",
+            "99999999999999999999.0.0",
+        ] {
+            assert!(is_semver(valid), "{valid} is semver");
+        }
+        for invalid in [
+            "",
+            "v2",
+            "2",
+            "2.1",
+            "v1.0.0",
+            "1.0.0.0",
+            "01.0.0",
+            "1.02.0",
+            "1.0.00",
+            "1..0",
+            "1.0.0-",
+            "1.0.0+",
+            "1.0.0-alpha..1",
+            "1.0.0-01",
+            "1.0.0-alpha.01",
+            "1.0.0-alpha_beta",
+            "1.0.0+build+more",
+            "1.0.0+build..1",
+            " 1.0.0",
+            "1.0.0 ",
+            "1.0.0-é",
+            "-1.0.0",
+            "1.0.x",
+        ] {
+            assert!(!is_semver(invalid), "{invalid:?} is not semver");
+        }
+        // The registry's default for entries without a version is one.
+        assert!(is_semver(&default_version()));
+    }
 
     #[test]
     fn camel_case_out_and_both_cases_in() {
