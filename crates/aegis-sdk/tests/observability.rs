@@ -731,12 +731,20 @@ async fn one_trace_across_rpc_event_and_command() {
     assert_eq!(event[0]["pattern"], format!("{domain}.started"));
     assert_eq!(event[0]["trace_id"], expected);
     assert!(event[0].contains_key("message_id"));
+    let sent = of("aegis.command.send", "trace-d");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["command"], "finish");
+    assert_eq!(sent[0]["trace_id"], expected);
     let command = of("aegis.command.handle", "trace-d");
     assert_eq!(command.len(), 1, "{command:?}");
     assert_eq!(command[0]["service"], "trace-d");
     assert_eq!(command[0]["command"], "finish");
     assert_eq!(command[0]["trace_id"], expected);
-    assert!(command[0].contains_key("command_id"));
+    assert_eq!(command[0]["command_id"], sent[0]["command_id"]);
+    assert!(
+        uuid::Uuid::parse_str(&sent[0]["command_id"]).is_ok(),
+        "{sent:?}"
+    );
 
     // The command in the metrics: sent once, run once.
     let commands = |name: &str| {

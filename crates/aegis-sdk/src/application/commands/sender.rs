@@ -228,6 +228,9 @@ impl<P: Serialize + Send + 'static> SendCommand<P> {
         let mut envelope = Command::new(command.as_str(), payload);
         envelope.message_id = id.clone();
         envelope.trace_id = trace.envelope_trace_id();
+        let span = tracing::Span::current();
+        span.record("command_id", id.as_str());
+        span.record("trace_id", envelope.trace_id.as_str());
         envelope.source = client.source().map(str::to_owned);
         envelope.target = Some(service.to_string());
         envelope.priority = self.priority;
@@ -287,6 +290,8 @@ impl<P: Serialize + Send + 'static> IntoFuture for SendCommand<P> {
             "aegis.command.send",
             service = %self.service,
             command = %self.command,
+            command_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
         );
         let timing = metrics::op_if_enabled(OpKind::CommandSend, &[&self.service, &self.command]);
         Box::pin(metrics::observed(timing, self.send()).instrument(span))
