@@ -989,6 +989,11 @@ async fn service_api_ping_info_and_stats_follow_the_nats_schema() {
         .find(|e| e["name"] == "echo")
         .unwrap();
     assert!(echo_raw["processing_time"].is_u64());
+    // `data` is always there, an object (nats-py cannot read a reply without it).
+    for endpoint in raw["endpoints"].as_array().unwrap() {
+        assert_eq!(endpoint["data"], json!({}), "{endpoint}");
+    }
+    assert_eq!(echo.data, Some(json!({})));
     assert!(echo_raw["average_processing_time"].is_u64());
     assert!(chrono::DateTime::parse_from_rfc3339(raw["started"].as_str().unwrap()).is_ok());
 

@@ -135,6 +135,7 @@ impl Endpoints {
                             .clone(),
                         processing_time: processing,
                         average_processing_time: processing.checked_div(requests).unwrap_or(0),
+                        data: serde_json::Map::new(),
                     }
                 })
                 .collect(),

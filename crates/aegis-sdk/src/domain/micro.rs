@@ -128,6 +128,10 @@ pub struct EndpointStats {
     pub processing_time: u64,
     /// `processing_time / num_requests`, in nanoseconds (0 before the first request).
     pub average_processing_time: u64,
+    /// Endpoint-specific statistics; always sent, empty for Aegis services. Optional in
+    /// the NATS schema, but some clients (nats-py's `ServiceStats.from_dict`) need it.
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The reply to `STATS`.
