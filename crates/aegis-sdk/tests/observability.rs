@@ -497,6 +497,48 @@ async fn handled_events_of_many_types_on_one_subscription_make_one_series() {
     service.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn calls_and_commands_with_invalid_names_make_no_series() {
+    Metrics::enable();
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let bad_service = unique("evil\"svc");
+    let bad_method = unique("m\nx");
+    let good_service = unique("obs-names-");
+
+    for (service, method) in [
+        (bad_service.as_str(), bad_method.as_str()),
+        (bad_service.as_str(), "ok"),
+        (good_service.as_str(), bad_method.as_str()),
+    ] {
+        let called: aegis_sdk::Result<Value> = client.call(service, method, json!({})).await;
+        let Err(error) = called else {
+            panic!("call {service:?} {method:?} was not refused");
+        };
+        assert_eq!(error.kind(), aegis_sdk::ErrorKind::InvalidName, "{error}");
+        let Err(error) = client.send_command(service, method, json!({})).await else {
+            panic!("command {service:?} {method:?} was not refused");
+        };
+        assert_eq!(error.kind(), aegis_sdk::ErrorKind::InvalidName, "{error}");
+    }
+
+    let snapshot = Metrics::global().snapshot();
+    let labels = snapshot
+        .counters
+        .iter()
+        .map(|s| (&s.name, &s.labels))
+        .chain(snapshot.gauges.iter().map(|s| (&s.name, &s.labels)))
+        .chain(snapshot.timings.iter().map(|s| (&s.name, &s.labels)));
+    for (name, labels) in labels {
+        for (_, value) in labels {
+            assert!(
+                *value != bad_service && *value != bad_method && *value != good_service,
+                "{name} {labels:?}"
+            );
+        }
+    }
+}
+
 /// What one hop saw of the trace: its name, the envelope's trace id, the trace id in
 /// the `traceparent` header, and the task's current trace.
 type Hop = (&'static str, String, Option<String>, Option<String>);

@@ -294,9 +294,15 @@ where
         self
     }
 
-    async fn send(mut self) -> Result<R> {
-        let service = ServiceName::new(self.service)?;
-        let method = MethodName::new(self.method)?;
+    /// The names, checked: the metrics' labels come from them, so that a name that
+    /// cannot be called never becomes a series.
+    fn names(&mut self) -> Result<(ServiceName, MethodName)> {
+        let service = ServiceName::new(std::mem::take(&mut self.service))?;
+        let method = MethodName::new(std::mem::take(&mut self.method))?;
+        Ok((service, method))
+    }
+
+    async fn send(mut self, service: ServiceName, method: MethodName) -> Result<R> {
         let timeout = self.timeout.unwrap_or(self.client.inner.default_timeout);
         if timeout.is_zero() {
             return Err(Error::invalid_argument("call timeout must be > 0"));
@@ -676,7 +682,7 @@ where
     type Output = Result<R>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<R>> + Send>>;
 
-    fn into_future(self) -> Self::IntoFuture {
+    fn into_future(mut self) -> Self::IntoFuture {
         let span = tracing::info_span!(
             "aegis.rpc.call",
             service = %self.service,
@@ -684,7 +690,12 @@ where
             message_id = tracing::field::Empty,
             trace_id = tracing::field::Empty,
         );
-        let timing = metrics::op_if_enabled(OpKind::RpcClient, &[&self.service, &self.method]);
-        Box::pin(metrics::observed(timing, self.send()).instrument(span))
+        let (service, method) = match self.names() {
+            Ok(names) => names,
+            Err(error) => return Box::pin(std::future::ready(Err(error)).instrument(span)),
+        };
+        let timing =
+            metrics::op_if_enabled(OpKind::RpcClient, &[service.as_str(), method.as_str()]);
+        Box::pin(metrics::observed(timing, self.send(service, method)).instrument(span))
     }
 }

@@ -204,9 +204,15 @@ impl<P: Serialize + Send + 'static> SendCommand<P> {
         self
     }
 
-    async fn send(self) -> Result<CommandHandle> {
-        let service = ServiceName::new(self.service)?;
-        let command = MethodName::new(self.command)?;
+    /// The names, checked: the metrics' labels come from them, so that a name that
+    /// cannot be sent to never becomes a series.
+    fn names(&mut self) -> Result<(ServiceName, MethodName)> {
+        let service = ServiceName::new(std::mem::take(&mut self.service))?;
+        let command = MethodName::new(std::mem::take(&mut self.command))?;
+        Ok((service, command))
+    }
+
+    async fn send(self, service: ServiceName, command: MethodName) -> Result<CommandHandle> {
         if self.timeout.is_zero() {
             return Err(Error::invalid_argument("command timeout must be > 0"));
         }
@@ -285,7 +291,7 @@ impl<P: Serialize + Send + 'static> IntoFuture for SendCommand<P> {
     type Output = Result<CommandHandle>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<CommandHandle>> + Send>>;
 
-    fn into_future(self) -> Self::IntoFuture {
+    fn into_future(mut self) -> Self::IntoFuture {
         let span = tracing::info_span!(
             "aegis.command.send",
             service = %self.service,
@@ -293,7 +299,12 @@ impl<P: Serialize + Send + 'static> IntoFuture for SendCommand<P> {
             command_id = tracing::field::Empty,
             trace_id = tracing::field::Empty,
         );
-        let timing = metrics::op_if_enabled(OpKind::CommandSend, &[&self.service, &self.command]);
-        Box::pin(metrics::observed(timing, self.send()).instrument(span))
+        let (service, command) = match self.names() {
+            Ok(names) => names,
+            Err(error) => return Box::pin(std::future::ready(Err(error)).instrument(span)),
+        };
+        let timing =
+            metrics::op_if_enabled(OpKind::CommandSend, &[service.as_str(), command.as_str()]);
+        Box::pin(metrics::observed(timing, self.send(service, command)).instrument(span))
     }
 }
