@@ -102,7 +102,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a local nats-server with JetStream until Ctrl-C.
+    /// Run a local nats-server with JetStream until Ctrl-C (or SIGTERM, SIGHUP).
     Server(commands::server::Args),
     /// Call an RPC method and print its result.
     Call(commands::call::Args),

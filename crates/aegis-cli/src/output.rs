@@ -36,6 +36,15 @@ impl CliError {
         }
     }
 
+    /// Work cut short by `signal`: everything it started is stopped; the exit code is
+    /// the signal's (128 + its number).
+    pub(crate) fn stopped_by(signal: Signal, what: &str) -> Self {
+        CliError {
+            message: format!("{what} stopped by {signal}; everything it started is stopped"),
+            code: signal.exit_code(),
+        }
+    }
+
     /// A failure of `kind` worded as `message`: names and arguments the SDK refuses are
     /// usage errors, everything else a failure.
     pub(crate) fn for_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -221,8 +230,9 @@ impl Limits {
         self.count.is_some_and(|count| seen >= count)
     }
 
-    /// Resolves on Ctrl-C or when `--for` has passed; never otherwise. The Ctrl-C
-    /// handler is in place from this call on, not from the first poll.
+    /// Resolves on Ctrl-C (or SIGTERM, SIGHUP) or when `--for` has passed; never
+    /// otherwise. The signal handlers are in place from this call on, not from the
+    /// first poll.
     pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + use<> {
         let interrupt = interrupted();
         let duration = self.duration;
@@ -241,19 +251,30 @@ impl Limits {
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT). The handler is installed when this is called, so a
-/// Ctrl-C that comes right after (say, once a readiness line is printed) is not lost
-/// to the default action, which would kill the process.
-pub(crate) fn interrupted() -> impl std::future::Future<Output = ()> {
+/// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP, with the signal's name. The handlers
+/// are installed when this is called, so a signal that comes right after (say, once a
+/// readiness line is printed) is not lost to the default action, which would kill the
+/// process without any cleanup.
+pub(crate) fn interrupted() -> impl std::future::Future<Output = Signal> {
     #[cfg(unix)]
     {
-        let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        let hangup = signal(SignalKind::hangup()).ok();
         async move {
-            match signal {
-                Ok(mut signal) => {
-                    signal.recv().await;
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-                Err(_) => std::future::pending().await,
+            }
+            tokio::select! {
+                _ = next(interrupt) => Signal::Interrupt,
+                _ = next(terminate) => Signal::Terminate,
+                _ = next(hangup) => Signal::Hangup,
             }
         }
     }
@@ -261,7 +282,41 @@ pub(crate) fn interrupted() -> impl std::future::Future<Output = ()> {
     {
         async {
             let _ = tokio::signal::ctrl_c().await;
+            Signal::Interrupt
         }
+    }
+}
+
+/// A signal asking the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+    /// SIGHUP (the terminal went away).
+    Hangup,
+}
+
+impl Signal {
+    /// The exit code of a process that stops for this signal without finishing its
+    /// work: 128 plus the signal's number, as shells report it.
+    pub(crate) fn exit_code(self) -> u8 {
+        match self {
+            Signal::Hangup => 129,
+            Signal::Interrupt => 130,
+            Signal::Terminate => 143,
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+            Signal::Hangup => "SIGHUP",
+        })
     }
 }
 

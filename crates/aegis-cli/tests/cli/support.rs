@@ -100,8 +100,14 @@ fn lines(from: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
 impl Spawned {
     /// Starts `aegis --server URL ARGS...`.
     pub(crate) fn start(url: &str, args: &[&str]) -> Spawned {
+        let mut all = vec!["--server", url];
+        all.extend_from_slice(args);
+        Spawned::start_plain(&all)
+    }
+
+    /// Starts `aegis ARGS...`.
+    pub(crate) fn start_plain(args: &[&str]) -> Spawned {
         let mut child = aegis()
-            .args(["--server", url])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -118,11 +124,26 @@ impl Spawned {
 
     /// Sends SIGINT, as Ctrl-C in a terminal does.
     pub(crate) fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, `KILL`...).
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stderr line, waiting up to `timeout`.
+    pub(crate) fn next_stderr(&self, timeout: Duration) -> Option<String> {
+        self.stderr.recv_timeout(timeout).ok()
     }
 
     /// The next line on stdout, waiting up to `timeout`.
@@ -171,6 +192,12 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether something accepts TCP connections at the `nats://HOST:PORT` URL.
+pub(crate) fn listening(url: &str) -> bool {
+    let address = url.trim_start_matches("nats://");
+    std::net::TcpStream::connect(address).is_ok()
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, up to `timeout`.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::local_server::{free_port, LocalServer};
-use crate::output::CliResult;
+use crate::local_server::LocalServer;
+use crate::output::{interrupted, CliError, CliResult};
 use crate::Global;
 
 pub(crate) use failover::{node, NodeArgs};
@@ -61,6 +61,17 @@ pub(crate) fn micros(duration: Duration) -> f64 {
 }
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
+    // A signal (Ctrl-C, SIGTERM, SIGHUP) stops the demo where it is; dropping its steps
+    // stops the services, the node processes and the server, and removes the server's
+    // temporary folder.
+    let stop = interrupted();
+    tokio::select! {
+        result = demo(global, args) => result,
+        signal = stop => Err(CliError::stopped_by(signal, "the demo")),
+    }
+}
+
+async fn demo(global: &Global, args: Args) -> CliResult {
     let started = Instant::now();
     let say = Narrator { json: global.json };
 
@@ -69,7 +80,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
         Some(url) => (None, url.clone()),
         None => {
             say.step("starting a local nats-server with JetStream");
-            let server = LocalServer::start(free_port()?, None)?;
+            let server = LocalServer::start(0, None).await?;
             let url = server.url();
             say.line(&format!("listening on {url}"));
             (Some(server), url)
