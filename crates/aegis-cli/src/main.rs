@@ -6,7 +6,8 @@
 //! `NATS_URL`, then `nats://127.0.0.1:4222`), the connection credentials, and `--json`
 //! for output that scripts can parse.
 //!
-//! Errors print one line on stderr. Exit codes: 0 success, 1 failure, 2 usage (bad
+//! Errors print one line on stderr: `error: ...`, or with `--json` one JSON object,
+//! `{"error":"KIND","message":"..."}`. Exit codes: 0 success, 1 failure, 2 usage (bad
 //! arguments, invalid names, bad JSON).
 
 // A command-line program talks to people on stdout and stderr.
@@ -130,10 +131,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    output::install_panic_hook();
+    // Before parsing: clap's own errors must know how to print too.
+    let json = std::env::args_os().skip(1).any(|arg| arg == "--json");
+    output::install_panic_hook(json);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => return usage_error(error),
+        Err(error) => return usage_error(error, json),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // Failures are reported in one line of our own; the SDK's and async-nats' log
@@ -157,7 +160,8 @@ fn main() -> ExitCode {
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
+            let error = output::CliError::new(format!("cannot start the runtime: {error}"));
+            eprintln!("{}", error.line(cli.global.json));
             return ExitCode::FAILURE;
         }
     };
@@ -183,15 +187,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("{}", error.line(global.json));
             ExitCode::from(error.code())
         }
     }
 }
 
 /// Help and version go to stdout as clap prints them; any other parse error becomes one
-/// line on stderr and exit code 2.
-fn usage_error(error: clap::Error) -> ExitCode {
+/// line on stderr (a JSON object with `--json`) and exit code 2.
+fn usage_error(error: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -208,7 +212,8 @@ fn usage_error(error: clap::Error) -> ExitCode {
             let what = text.split("\n\nUsage:").next().unwrap_or(&text);
             let what = what.trim_start_matches("error:");
             let line: Vec<&str> = what.split_whitespace().collect();
-            eprintln!("error: {} (see --help)", line.join(" "));
+            let error = output::CliError::usage(format!("{} (see --help)", line.join(" ")));
+            eprintln!("{}", error.line(json));
             ExitCode::from(output::EXIT_USAGE)
         }
     }

@@ -13,9 +13,19 @@ pub(crate) const EXIT_FAILURE: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// A failure to report to the user as one line, then exit with its code.
+///
+/// In text the line is `error: MESSAGE` (with the SDK's error kind in front for SDK
+/// errors, as in `error: timeout: no reply ...`); with `--json` it is one JSON object,
+/// `{"error":"KIND","message":"MESSAGE"}`.
 #[derive(Debug)]
 pub(crate) struct CliError {
+    /// What went wrong, one word in snake case: the SDK's [`ErrorKind`] names, `usage`
+    /// for bad arguments, `failure` for the rest, or something more precise such as
+    /// `not_found`.
+    kind: String,
     message: String,
+    /// Whether the text form starts with the kind (SDK errors).
+    kind_in_text: bool,
     code: u8,
 }
 
@@ -23,7 +33,9 @@ impl CliError {
     /// A failure of the work itself (exit 1).
     pub(crate) fn new(message: impl Into<String>) -> Self {
         CliError {
+            kind: "failure".to_owned(),
             message: message.into(),
+            kind_in_text: false,
             code: EXIT_FAILURE,
         }
     }
@@ -31,16 +43,26 @@ impl CliError {
     /// A bad argument (exit 2).
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         CliError {
+            kind: "usage".to_owned(),
             message: message.into(),
+            kind_in_text: false,
             code: EXIT_USAGE,
         }
+    }
+
+    /// The same error with the kind `kind` for JSON.
+    pub(crate) fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = kind.into();
+        self
     }
 
     /// Work cut short by `signal`: everything it started is stopped; the exit code is
     /// the signal's (128 + its number).
     pub(crate) fn stopped_by(signal: Signal, what: &str) -> Self {
         CliError {
+            kind: "interrupted".to_owned(),
             message: format!("{what} stopped by {signal}; everything it started is stopped"),
+            kind_in_text: false,
             code: signal.exit_code(),
         }
     }
@@ -48,9 +70,15 @@ impl CliError {
     /// A failure of `kind` worded as `message`: names and arguments the SDK refuses are
     /// usage errors, everything else a failure.
     pub(crate) fn for_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
-        match kind {
-            ErrorKind::InvalidName | ErrorKind::InvalidArgument => CliError::usage(message),
-            _ => CliError::new(message),
+        let code = match kind {
+            ErrorKind::InvalidName | ErrorKind::InvalidArgument => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        };
+        CliError {
+            kind: kind.as_str().to_owned(),
+            message: message.into(),
+            kind_in_text: true,
+            code,
         }
     }
 
@@ -58,30 +86,41 @@ impl CliError {
     pub(crate) fn code(&self) -> u8 {
         self.code
     }
+
+    /// The message on one line, whatever it holds.
+    fn one_line(&self) -> String {
+        let lines: Vec<&str> = self
+            .message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.join(" ")
+    }
+
+    /// The line to print on stderr: text, or a JSON object for `--json`.
+    pub(crate) fn line(&self, json: bool) -> String {
+        if json {
+            serde_json::json!({"error": self.kind, "message": self.one_line()}).to_string()
+        } else {
+            format!("error: {self}")
+        }
+    }
 }
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One line, whatever the message holds.
-        let mut first = true;
-        for line in self.message.lines().filter(|l| !l.trim().is_empty()) {
-            if !first {
-                f.write_str(" ")?;
-            }
-            f.write_str(line.trim())?;
-            first = false;
+        if self.kind_in_text {
+            write!(f, "{}: ", self.kind)?;
         }
-        Ok(())
+        f.write_str(&self.one_line())
     }
 }
 
 impl From<aegis_sdk::Error> for CliError {
     /// `kind: message`; names and arguments the SDK refuses are usage errors.
     fn from(error: aegis_sdk::Error) -> Self {
-        CliError::for_kind(
-            error.kind(),
-            format!("{}: {}", error.kind(), error.message()),
-        )
+        CliError::for_kind(error.kind(), error.message())
     }
 }
 
@@ -97,10 +136,11 @@ pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 /// reports for a process ended by SIGPIPE.
 pub(crate) const EXIT_BROKEN_PIPE: u8 = 141;
 
-/// Replaces panic traces by one line on stderr. A closed stdout (the reader of a pipe
-/// went away) is not an error at all: the process just ends, quietly.
-pub(crate) fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
+/// Replaces panic traces by one line on stderr (a JSON object when `json`). A closed
+/// stdout (the reader of a pipe went away) is not an error at all: the process just
+/// ends, quietly.
+pub(crate) fn install_panic_hook(json: bool) {
+    std::panic::set_hook(Box::new(move |info| {
         let payload = info.payload();
         let message = payload
             .downcast_ref::<&str>()
@@ -114,10 +154,11 @@ pub(crate) fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        let error = CliError::new(format!("internal error: {message}{location}")).kind("internal");
         // Written by hand: a failing eprintln! inside a panic hook would abort.
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
-            format!("error: internal error: {message}{location}\n").as_bytes(),
+            format!("{}\n", error.line(json)).as_bytes(),
         );
     }));
 }
@@ -334,6 +375,15 @@ mod tests {
         assert_eq!(error.to_string(), "invalid_name: bad");
         let error: CliError = aegis_sdk::Error::new(ErrorKind::Timeout, "late").into();
         assert_eq!(error.code(), EXIT_FAILURE);
+        assert_eq!(error.line(false), "error: timeout: late");
+        assert_eq!(
+            error.line(true),
+            r#"{"error":"timeout","message":"late"}"#
+        );
+        assert_eq!(
+            CliError::usage("bad\nthing").line(true),
+            r#"{"error":"usage","message":"bad thing"}"#
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::output::{json_object, seconds, CliError, CliResult};
+use crate::output::{json_object, seconds, CliResult};
 use crate::Global;
 
 /// Arguments of `aegis call`.
@@ -33,15 +33,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     if let Some(instance) = args.instance {
         call = call.instance(instance);
     }
-    let result = call.await.map_err(|error| {
-        let message = if global.json {
-            serde_json::json!({"error": error.kind().as_str(), "message": error.message()})
-                .to_string()
-        } else {
-            format!("{}: {}", error.kind(), error.message())
-        };
-        CliError::for_kind(error.kind(), message)
-    })?;
+    let result = call.await?;
     let text = if global.json {
         result.to_string()
     } else {

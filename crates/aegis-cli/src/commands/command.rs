@@ -119,7 +119,8 @@ async fn send(global: &Global, args: SendArgs) -> CliResult {
         return Err(CliError::new(format!(
             "no worker takes command {name} of service {service} (nothing consumes \
              commands.{service}.{name}); --queue-anyway sends it all the same"
-        )));
+        ))
+        .kind("no_responders"));
     }
 
     let mut sending = client
@@ -179,11 +180,20 @@ async fn send(global: &Global, args: SendArgs) -> CliResult {
             }
             Ok(())
         }
-        Some(Err(error)) => Err(CliError::new(format!(
-            "command {id} {}: {}",
-            state_name(status.state),
-            error.message()
-        ))),
+        // The recorded error often names the command already ("command X was
+        // cancelled"): then it is the whole line.
+        Some(Err(error)) => {
+            let message = if error.message().contains(&id) {
+                error.message().to_owned()
+            } else {
+                format!(
+                    "command {id} {}: {}",
+                    state_name(status.state),
+                    error.message()
+                )
+            };
+            Err(CliError::new(message).kind(error.kind().as_str()))
+        }
         None => Err(CliError::new(format!("command {id} did not finish"))),
     }
 }

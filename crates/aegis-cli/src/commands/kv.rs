@@ -139,6 +139,7 @@ pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
             let store = existing(&client, &args.bucket).await?;
             let entry = store.get(&args.key).await?.ok_or_else(|| {
                 CliError::new(format!("no key {} in bucket {}", args.key, args.bucket))
+                    .kind("not_found")
             })?;
             if json {
                 print_json(&entry_json(&entry));
@@ -204,7 +205,8 @@ pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
                 return Err(CliError::new(format!(
                     "no key {} in bucket {}",
                     args.key.key, args.key.bucket
-                )));
+                ))
+                .kind("not_found"));
             }
             if json {
                 let rows: Vec<Value> = history

@@ -41,7 +41,8 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
         if let (Some(service), true) = (&service, instances.is_empty()) {
             return Err(CliError::new(format!(
                 "no registered instances of service {service}"
-            )));
+            ))
+            .kind("not_found"));
         }
         show(global.json, &instances, false);
         return Ok(());

@@ -76,6 +76,62 @@ fn usage_errors_are_one_line_and_exit_2() {
 }
 
 #[test]
+fn with_json_every_error_is_one_json_object() {
+    let server = NatsServer::start();
+    let url = server.url();
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    let unreachable = format!("nats://127.0.0.1:{}", aegis_test_support::free_port());
+    for (server, args, code, kind) in [
+        (&url, &["call", "nobody", "ping"][..], 1, "no_responders"),
+        (&url, &["call", "svc", "m", "{not json"], 2, "usage"),
+        (&url, &["call", "bad.name", "m"], 2, "invalid_name"),
+        (&url, &["kv", "get", "b", "missing"], 1, "not_found"),
+        (&url, &["kv", "get", "nobucket", "k"], 1, "not_found"),
+        (&url, &["services", "nobody"], 1, "not_found"),
+        (&url, &["publish", "nodot", "{}"], 2, "usage"),
+        (&url, &["subscribe", "a..b"], 2, "invalid_name"),
+        (&url, &["command", "status", "no-such-id"], 1, "not_found"),
+        (&url, &["command", "send", "svc", "job"], 1, "no_responders"),
+        (&url, &["leader", "nobody"], 1, "not_found"),
+        (&unreachable, &["services"], 1, "connection"),
+        (&url, &["--no-such-flag", "services"], 2, "usage"),
+        (&url, &["kv", "history", "b"], 2, "usage"),
+    ] {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let failed = run(server, &all);
+        let error = failed.json_error(code);
+        assert_eq!(error["error"], kind, "{args:?}: {failed:?}");
+        assert!(!failed.stderr.starts_with("error"), "{args:?}: {failed:?}");
+        assert!(failed.stdout.is_empty(), "{args:?}: {failed:?}");
+    }
+    // The server subcommand too, when its port is taken.
+    let port = server.port().to_string();
+    let data = std::env::temp_dir().join(format!("aegis-json-{}", std::process::id()));
+    let failed = run_plain(&[
+        "server",
+        "--json",
+        "--port",
+        &port,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let error = failed.json_error(1);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("address already in use"),
+        "{failed:?}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+
+    // Without --json: the same failures as one text line.
+    let failed = run(&url, &["call", "nobody", "ping"]);
+    assert!(failed.error(1).starts_with("error: no_responders: "), "{failed:?}");
+}
+
+#[test]
 fn an_unreachable_server_fails_fast_with_one_line() {
     let url = format!("nats://127.0.0.1:{}", aegis_test_support::free_port());
     for args in [

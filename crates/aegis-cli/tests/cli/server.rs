@@ -108,7 +108,11 @@ fn the_server_dying_later_is_noticed() {
     let line = eventually(Duration::from_secs(10), || {
         running.next_stderr(Duration::from_millis(100))
     });
-    assert!(line.starts_with("error: nats-server exited"), "{line}");
+    // --json: the error is a JSON object too.
+    let error: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with("nats-server exited"), "{line}");
+    assert!(message.contains("SIGKILL"), "{line}");
     let (code, _) = running.finish(Duration::from_secs(10));
     assert_eq!(code, Some(1));
     assert!(!listening(&url));

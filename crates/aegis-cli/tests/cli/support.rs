@@ -59,6 +59,22 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Asserts the exit code and exactly one line on stderr, a JSON object with the
+    /// string fields `error` and `message`, and returns it.
+    #[track_caller]
+    pub(crate) fn json_error(&self, code: i32) -> Value {
+        assert_eq!(self.code, Some(code), "{self:#?}");
+        assert_eq!(self.stderr.lines().count(), 1, "not one line: {self:#?}");
+        let error: Value = serde_json::from_str(self.stderr.trim())
+            .unwrap_or_else(|e| panic!("stderr is not JSON ({e}): {self:#?}"));
+        assert!(error["error"].is_string(), "{self:#?}");
+        assert!(error["message"].is_string(), "{self:#?}");
+        assert_eq!(error.as_object().unwrap().len(), 2, "{self:#?}");
+        error
+    }
+}
+
 /// Runs `aegis --server URL ARGS...` to the end.
 pub(crate) fn run(url: &str, args: &[&str]) -> Run {
     let mut all = vec!["--server", url];
