@@ -187,6 +187,15 @@ pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
+/// A clap value parser: a whole number, at least 1.
+pub(crate) fn positive(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
 /// Prints one JSON document on one line.
 pub(crate) fn print_json(value: &Value) {
     println!("{value}");
@@ -257,8 +266,8 @@ pub(crate) fn stdout_is_terminal() -> bool {
 /// until Ctrl-C, `--count` items, or `--for` seconds, whichever comes first.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Limits {
-    /// Stop after this many items.
-    #[arg(long)]
+    /// Stop after this many items (at least 1).
+    #[arg(long, value_parser = positive)]
     pub(crate) count: Option<u64>,
     /// Stop after this many seconds.
     #[arg(long = "for", value_name = "SECONDS", value_parser = seconds)]
@@ -395,6 +404,9 @@ mod tests {
         assert!(seconds("0").is_err());
         assert!(seconds("-1").is_err());
         assert!(seconds("soon").is_err());
+        assert_eq!(positive("3"), Ok(3));
+        assert_eq!(positive("0"), Err("must be at least 1".to_owned()));
+        assert!(positive("-1").is_err());
     }
 
     #[test]

@@ -108,9 +108,9 @@ pub(crate) struct ListArgs {
 pub(crate) struct HistoryArgs {
     #[command(flatten)]
     key: KeyArgs,
-    /// At most this many revisions.
-    #[arg(long, default_value_t = 10)]
-    limit: usize,
+    /// At most this many revisions (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = crate::output::positive)]
+    limit: u64,
 }
 
 /// Arguments of `aegis kv watch`.
@@ -200,7 +200,7 @@ pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
         }
         Command::History(args) => {
             let store = existing(&client, &args.key.bucket).await?;
-            let history = store.history(&args.key.key, args.limit).await?;
+            let history = store.history(&args.key.key, usize::try_from(args.limit).unwrap_or(usize::MAX)).await?;
             if history.is_empty() {
                 return Err(CliError::new(format!(
                     "no key {} in bucket {}",

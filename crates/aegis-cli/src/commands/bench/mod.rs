@@ -42,11 +42,11 @@ pub(crate) struct Args {
     kind: Kind,
     /// Sequential operations per side, for the latency histogram (default: rpc 2000,
     /// events 1000, commands 300).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = crate::output::positive)]
     count: Option<u64>,
     /// Operations per side for the throughput (default: rpc and events 10000,
     /// commands 2000).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = crate::output::positive)]
     load: Option<u64>,
     /// Operations in flight at once during the throughput phase.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]

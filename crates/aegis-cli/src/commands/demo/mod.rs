@@ -23,9 +23,9 @@ pub(crate) use failover::{node, NodeArgs};
 /// Arguments of `aegis demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// RPC calls to make.
-    #[arg(long, default_value_t = 300)]
-    calls: usize,
+    /// RPC calls to make (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = crate::output::positive)]
+    calls: u64,
 }
 
 /// What the steps print as they go, unless `--json` asked for one document at the end.
@@ -94,7 +94,7 @@ async fn demo(global: &Global, args: Args) -> CliResult {
     let mut report = serde_json::Map::new();
     report.insert("server".into(), json!(url));
 
-    let rpc = rpc::run(&global, &say, args.calls).await?;
+    let rpc = rpc::run(&global, &say, usize::try_from(args.calls).unwrap_or(usize::MAX)).await?;
     report.insert("rpc".into(), rpc);
     report.insert("events".into(), events::run(&global, &say).await?);
     report.insert("command".into(), commands::run(&global, &say).await?);
