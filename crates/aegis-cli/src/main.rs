@@ -56,11 +56,20 @@ impl Global {
             .unwrap_or_else(|| aegis_sdk::adapters::nats::options::DEFAULT_URL.to_owned())
     }
 
-    /// The connection options; fails fast (3 s to connect) rather than retry for long.
+    /// The connection options, checked before any connection is tried; they fail fast
+    /// (3 s to connect) rather than retry for long.
     ///
     /// # Errors
-    /// A usage error for a user without a password or the other way round.
+    /// A usage error for an empty or malformed `--server`, a user without a password or
+    /// the other way round, two ways to authenticate, or an invalid NKey seed.
     fn connect_options(&self) -> output::CliResult<aegis_sdk::ConnectOptions> {
+        if let Some(server) = &self.server {
+            if server.split(',').all(|url| url.trim().is_empty()) {
+                return Err(output::CliError::usage(
+                    "--server (NATS_URL) is empty: give a URL such as nats://127.0.0.1:4222",
+                ));
+            }
+        }
         let mut options = aegis_sdk::ConnectOptions::new(self.url()).name("aegis-cli");
         match (&self.user, &self.password) {
             (Some(user), Some(password)) => options = options.user_and_password(user, password),
@@ -78,6 +87,22 @@ impl Global {
         options.nkey_seed = self.nkey.clone();
         options.connect_timeout = Some(std::time::Duration::from_secs(3));
         options.reconnect.max_attempts = Some(3);
+        let ways = [
+            self.user.is_some().then_some("--user/--password"),
+            self.token.as_ref().map(|_| "--token"),
+            self.nkey.as_ref().map(|_| "--nkey"),
+            self.creds.as_ref().map(|_| "--creds"),
+        ];
+        let given: Vec<&str> = ways.into_iter().flatten().collect();
+        if given.len() > 1 {
+            return Err(output::CliError::usage(format!(
+                "{} do not go together: authenticate one way (or set NATS_USER, \
+                 NATS_TOKEN, NATS_NKEY_SEED, NATS_CREDS for one only)",
+                given.join(" and ")
+            )));
+        }
+        // Malformed URLs and invalid seeds are usage errors, found before connecting.
+        options.validate()?;
         Ok(options)
     }
 

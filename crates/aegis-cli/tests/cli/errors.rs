@@ -235,6 +235,50 @@ fn credentials_reach_the_server() {
 }
 
 #[test]
+fn malformed_connection_arguments_are_usage_errors() {
+    for server in ["foo://bar", "::::", "nats://127.0.0.1:99999", "", " , "] {
+        let failed = run(server, &["kv", "get", "b", "k"]);
+        let line = failed.error(2);
+        assert!(line.contains("server"), "{server:?}: {failed:?}");
+        assert!(failed.elapsed < Duration::from_secs(2), "{server:?}: {failed:?}");
+    }
+    let url = "nats://127.0.0.1:4222";
+    let failed = run(url, &["--nkey", "SUnot-a-real-seed", "kv", "get", "b", "k"]);
+    let line = failed.error(2);
+    assert!(line.contains("NKey seed is invalid"), "{failed:?}");
+    assert!(!line.contains("not-a-real-seed"), "{failed:?}");
+    let failed = run(
+        url,
+        &[
+            "--user", "alice", "--password", "pw", "--token", "t", "kv", "get", "b", "k",
+        ],
+    );
+    let line = failed.error(2);
+    assert!(
+        line.contains("--user/--password and --token"),
+        "{failed:?}"
+    );
+    // A credential in a malformed URL is not shown either.
+    let failed = run("foo://alice:s3cret@bar", &["kv", "get", "b", "k"]);
+    assert!(!failed.error(2).contains("s3cret"), "{failed:?}");
+}
+
+#[test]
+fn credentials_in_the_server_url_are_used() {
+    let server = NatsServer::builder()
+        .config_extra("authorization { users = [ { user: alice, password: s3cret } ] }")
+        .start();
+    let url = format!("nats://alice:s3cret@127.0.0.1:{}", server.port());
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    assert_eq!(run(&url, &["kv", "get", "b", "k"]).ok().stdout.trim(), "v");
+    let wrong = format!("nats://alice:nope@127.0.0.1:{}", server.port());
+    let denied = run(&wrong, &["kv", "get", "b", "k"]);
+    let line = denied.error(1);
+    assert!(line.contains("connection"), "{denied:?}");
+    assert!(!line.contains("nope"), "{denied:?}");
+}
+
+#[test]
 fn an_nkey_seed_authenticates() {
     let user = nkeys::KeyPair::new_user();
     let seed = user.seed().unwrap();
