@@ -379,3 +379,31 @@ fn ctrl_c_ends_streaming_subcommands_cleanly() {
     let (code, _) = watching.finish(Duration::from_secs(10));
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn very_long_names_are_refused_at_once_without_being_echoed() {
+    let server = NatsServer::start();
+    let url = server.url();
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    let key = "k".repeat(100_000);
+    let pattern = vec!["order"; 1_000].join(".");
+    let token = "t".repeat(5_000);
+    for args in [
+        &["kv", "get", "b", key.as_str()][..],
+        &["kv", "put", "b", key.as_str(), "v"],
+        &["kv", "history", "b", key.as_str()],
+        &["kv", "get", key.as_str(), "k"],
+        &["subscribe", pattern.as_str()],
+        &["publish", &format!("order.{token}"), "{}"],
+        &["call", "svc", token.as_str()],
+        &["call", "svc", "m", "--instance", token.as_str()],
+        &["command", "status", token.as_str()],
+    ] {
+        let failed = run(&url, args);
+        let line = failed.error(2);
+        // Cut short, with the length it had.
+        assert!(line.contains("…\" (") && line.contains(" bytes)"), "{line}");
+        assert!(line.len() < 300, "{} bytes: {line}", line.len());
+        assert!(failed.elapsed < Duration::from_secs(2), "{:?}", failed.elapsed);
+    }
+}
