@@ -109,6 +109,59 @@ impl Global {
     async fn connect(&self) -> output::CliResult<aegis_sdk::Client> {
         Ok(aegis_sdk::Client::connect(&self.connect_options()?).await?)
     }
+
+    /// Connects, and checks that the server has JetStream for this account: events,
+    /// commands, KV, the registry and elections all live in it, and without it each
+    /// would fail in its own way (no responders, a timeout, an empty listing).
+    ///
+    /// # Errors
+    /// As [`Global::connect`]; a failure saying that JetStream is not enabled.
+    async fn connect_jetstream(&self) -> output::CliResult<aegis_sdk::Client> {
+        let client = self.connect().await?;
+        check_jetstream(&client, &self.url()).await?;
+        Ok(client)
+    }
+}
+
+/// Asks the JetStream API for the account's info: no responders (JetStream off on the
+/// server) or error 503 (off for this account) mean no JetStream.
+async fn check_jetstream(client: &aegis_sdk::Client, url: &str) -> output::CliResult {
+    use aegis_sdk::ErrorKind;
+    let shown: Vec<String> = url
+        .split(',')
+        .map(|u| aegis_sdk::adapters::nats::options::redact_url(u.trim()))
+        .collect();
+    let not_enabled = |detail: &str| {
+        output::CliError::new(format!(
+            "JetStream is not enabled on the server at {} ({detail}); events, commands, \
+             KV and the registry need it: start nats-server with -js (aegis server does)",
+            shown.join(",")
+        ))
+        .kind("jetstream_not_enabled")
+    };
+    let reply = client
+        .transport()
+        .request(
+            "$JS.API.INFO".to_owned(),
+            aegis_sdk::ports::Headers::new(),
+            bytes::Bytes::new(),
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+    match reply {
+        Ok(reply) => {
+            let info: serde_json::Value =
+                serde_json::from_slice(&reply.payload).unwrap_or_default();
+            match info["error"]["code"].as_u64() {
+                Some(503) => Err(not_enabled("not for this account")),
+                _ => Ok(()),
+            }
+        }
+        Err(error) if error.kind() == ErrorKind::NoResponders => {
+            Err(not_enabled("nothing answers $JS.API"))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// aegis: microservice IPC over NATS (RPC, events, commands, KV, discovery, leaders).

@@ -87,13 +87,13 @@ pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
     match command {
         Command::Send(args) => send(global, args).await,
         Command::Status(args) => {
-            let client = global.connect().await?;
+            let client = global.connect_jetstream().await?;
             let status = client.command_status(&args.id).await?;
             show_status(global.json, &status);
             Ok(())
         }
         Command::Cancel(args) => {
-            let client = global.connect().await?;
+            let client = global.connect_jetstream().await?;
             client.cancel_command(&args.id).await?;
             let status = client.command_status(&args.id).await?;
             if global.json {
@@ -114,7 +114,7 @@ async fn send(global: &Global, args: SendArgs) -> CliResult {
     let service = ServiceName::new(args.service.as_str())?;
     let name = MethodName::new(args.name.as_str())?;
     let payload = json_object(args.payload.as_deref(), "payload")?;
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     if !args.queue_anyway && !has_worker(&client, &service, &name).await? {
         return Err(CliError::new(format!(
             "no worker takes command {name} of service {service} (nothing consumes \

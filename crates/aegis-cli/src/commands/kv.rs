@@ -132,7 +132,7 @@ pub(crate) struct WatchArgs {
 }
 
 pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     let json = global.json;
     match command {
         Command::Get(args) => {

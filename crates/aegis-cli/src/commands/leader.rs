@@ -26,7 +26,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     let service = ServiceName::new(args.service.as_str())?;
     let group = GroupName::new(args.group.as_str())?;
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     let nats = client
         .nats()
         .ok_or_else(|| CliError::new("not connected to NATS"))?;

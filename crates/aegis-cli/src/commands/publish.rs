@@ -28,7 +28,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     EventType::new(event_type)?;
     let payload = json_object(args.payload.as_deref(), "payload")?;
 
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     let event = Event::new(domain, event_type, payload);
     let receipt = EventPublisher::new(&client)?.publish_event(&event).await?;
     let subject = format!("events.{domain}.{event_type}");

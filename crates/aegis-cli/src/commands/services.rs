@@ -35,7 +35,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     let service = args.name.as_deref().map(ServiceName::new).transpose()?;
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     if !args.watch {
         let instances = list(&client, service.as_ref()).await?;
         if let (Some(service), true) = (&service, instances.is_empty()) {

@@ -94,7 +94,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
                 .start_at(start),
         )
         .build()?;
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     service.start(&client).await?;
     let stop = args.limits.stopped();
     tokio::pin!(stop);

@@ -339,23 +339,40 @@ fn a_closed_pipe_ends_the_output_quietly() {
 }
 
 #[test]
-fn a_server_without_jetstream_is_one_line_too() {
+fn a_server_without_jetstream_says_so_in_one_line() {
     let server = NatsServer::builder().jetstream(false).start();
     let url = server.url();
     for args in [
         &["subscribe", "order.*", "--for", "5"][..],
         &["publish", "order.created", "{}"],
         &["kv", "put", "b", "k", "v"],
+        &["kv", "get", "b", "k"],
+        &["kv", "ls", "b"],
         &["command", "send", "reports", "generate"],
+        &["command", "status", "abc"],
+        &["command", "cancel", "abc"],
+        &["services"],
+        &["services", "--watch", "--count", "1"],
+        &["leader", "ledger"],
+        &["bench", "events", "--count", "1", "--load", "1"],
+        &["demo", "--calls", "1"],
     ] {
         let failed = run(&url, args);
-        failed.error(1);
+        let line = failed.error(1);
+        assert!(line.contains("JetStream is not enabled"), "{args:?}: {line}");
         assert!(
             failed.elapsed < Duration::from_secs(5),
             "{args:?} took {:?}",
             failed.elapsed
         );
+        let mut json = args.to_vec();
+        json.push("--json");
+        let failed = run(&url, &json);
+        assert_eq!(failed.json_error(1)["error"], "jetstream_not_enabled");
     }
+    // RPC needs no JetStream.
+    run(&url, &["call", "nobody", "ping"]).error(1);
+    run(&url, &["bench", "rpc", "--count", "5", "--load", "10"]).ok();
 }
 
 #[test]

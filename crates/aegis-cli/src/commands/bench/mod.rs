@@ -202,6 +202,10 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
             (Some(server), global)
         }
     };
+    if !matches!(args.kind, Kind::Rpc) {
+        // Events and commands live in JetStream: say so at once if it is off.
+        global.connect_jetstream().await?;
+    }
     // A signal stops the benchmark and, with it, everything it started.
     let stop = interrupted();
     let measured = async {

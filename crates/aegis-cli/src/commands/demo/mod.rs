@@ -90,6 +90,8 @@ async fn demo(global: &Global, args: Args) -> CliResult {
         server: Some(url.clone()),
         ..global.clone()
     };
+    // Every step but plain RPC needs JetStream: find out at once, not in step two.
+    global.connect_jetstream().await?;
 
     let mut report = serde_json::Map::new();
     report.insert("server".into(), json!(url));
