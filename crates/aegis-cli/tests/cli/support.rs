@@ -97,6 +97,8 @@ pub(crate) fn run_plain(args: &[&str]) -> Run {
 /// An `aegis` process still running, its output read line by line; killed when dropped.
 pub(crate) struct Spawned {
     child: Child,
+    /// Kept open for processes that run until their stdin closes.
+    _stdin: Option<std::process::ChildStdin>,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
 }
@@ -123,7 +125,23 @@ impl Spawned {
 
     /// Starts `aegis ARGS...`.
     pub(crate) fn start_plain(args: &[&str]) -> Spawned {
-        let mut child = aegis()
+        Spawned::spawn(args, false)
+    }
+
+    /// Starts `aegis --server URL ARGS...` with a stdin that stays open while this
+    /// lives (`demo-node` runs until its stdin closes).
+    pub(crate) fn start_with_stdin(url: &str, args: &[&str]) -> Spawned {
+        let mut all = vec!["--server", url];
+        all.extend_from_slice(args);
+        Spawned::spawn(&all, true)
+    }
+
+    fn spawn(args: &[&str], stdin: bool) -> Spawned {
+        let mut command = aegis();
+        if stdin {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -132,6 +150,7 @@ impl Spawned {
         let stdout = lines(child.stdout.take().unwrap());
         let stderr = lines(child.stderr.take().unwrap());
         Spawned {
+            _stdin: child.stdin.take(),
             child,
             stdout,
             stderr,
