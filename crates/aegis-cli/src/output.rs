@@ -168,7 +168,7 @@ pub(crate) fn json_object(text: Option<&str>, what: &str) -> CliResult<Value> {
     let value: Value = match text {
         None => return Ok(Value::Object(Default::default())),
         Some(text) => serde_json::from_str(text)
-            .map_err(|e| CliError::usage(format!("{what} are not valid JSON: {e}")))?,
+            .map_err(|e| CliError::usage(format!("{what}: not valid JSON: {e}")))?,
     };
     if !value.is_object() {
         return Err(CliError::usage(format!("{what} must be a JSON object")));
