@@ -26,7 +26,12 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     let params = json_object(args.params.as_deref(), "params")?;
-    let client = global.connect().await?;
+    // Sent as the JSON it was given, so that a handler refusing it names JSON, not the
+    // MessagePack the SDK sends by default.
+    let client = global
+        .connect()
+        .await?
+        .with_encoding(aegis_sdk::domain::Encoding::Json);
     let mut call = client
         .call::<_, Value>(&args.service, &args.method, params)
         .timeout(args.timeout);
