@@ -60,7 +60,8 @@ impl Log {
 
     /// The line that best explains a failed start: the last error line, else the last.
     fn reason(&self) -> Option<&str> {
-        self.error_line().or_else(|| self.last.back().map(String::as_str))
+        self.error_line()
+            .or_else(|| self.last.back().map(String::as_str))
     }
 }
 
@@ -144,7 +145,10 @@ impl LocalServer {
             }
         };
         std::fs::create_dir_all(&store).map_err(|e| {
-            CliError::new(format!("cannot create data folder {}: {e}", store.display()))
+            CliError::new(format!(
+                "cannot create data folder {}: {e}",
+                store.display()
+            ))
         })?;
         let server = binary()?;
         // With setpriv the kernel kills the server when this process dies, even by
@@ -172,9 +176,7 @@ impl LocalServer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| {
-                CliError::new(format!("cannot start {}: {e}", server.display()))
-            })?;
+            .map_err(|e| CliError::new(format!("cannot start {}: {e}", server.display())))?;
         let (sender, log) = watch::channel(Log::default());
         if let Some(stderr) = child.stderr.take() {
             std::thread::spawn(move || read_log(stderr, sender));

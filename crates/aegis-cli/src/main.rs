@@ -289,7 +289,10 @@ fn usage_error(error: clap::Error, json: bool) -> ExitCode {
             let text = error.render().to_string();
             let what = text.split("\n\nUsage:").next().unwrap_or(&text);
             // Some errors end in clap's own pointer to --help: ours follows.
-            let what = what.split("\n\nFor more information").next().unwrap_or(what);
+            let what = what
+                .split("\n\nFor more information")
+                .next()
+                .unwrap_or(what);
             let what = what.trim_start_matches("error:");
             let line: Vec<&str> = what.split_whitespace().collect();
             let error = output::CliError::usage(format!("{} (see --help)", line.join(" ")));

@@ -385,10 +385,7 @@ mod tests {
         let error: CliError = aegis_sdk::Error::new(ErrorKind::Timeout, "late").into();
         assert_eq!(error.code(), EXIT_FAILURE);
         assert_eq!(error.line(false), "error: timeout: late");
-        assert_eq!(
-            error.line(true),
-            r#"{"error":"timeout","message":"late"}"#
-        );
+        assert_eq!(error.line(true), r#"{"error":"timeout","message":"late"}"#);
         assert_eq!(
             CliError::usage("bad\nthing").line(true),
             r#"{"error":"usage","message":"bad thing"}"#

@@ -270,21 +270,6 @@ pub(crate) fn progress_bar(visible: bool, indent: &str) -> ProgressBar {
     bar
 }
 
-#[cfg(test)]
-mod tests {
-    use super::progress_line;
-
-    #[test]
-    fn progress_lines_pair_the_bar_percent_and_message() {
-        let empty = format!("[{}]   0% queued", " ".repeat(30));
-        assert_eq!(progress_line(0.0, "queued"), empty);
-        let half = format!("[{}>{}]  50% step 2", "=".repeat(15), " ".repeat(14));
-        assert_eq!(progress_line(50.0, "step 2"), half);
-        let full = format!("[{}] 100% done", "=".repeat(30));
-        assert_eq!(progress_line(120.0, "done"), full);
-    }
-}
-
 fn state_name(state: CommandState) -> String {
     serde_json::to_value(state)
         .ok()
@@ -326,5 +311,20 @@ fn show_status(as_json: bool, status: &CommandStatus) {
     ];
     for (name, value) in rows {
         println!("{name:<9} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_line;
+
+    #[test]
+    fn progress_lines_pair_the_bar_percent_and_message() {
+        let empty = format!("[{}]   0% queued", " ".repeat(30));
+        assert_eq!(progress_line(0.0, "queued"), empty);
+        let half = format!("[{}>{}]  50% step 2", "=".repeat(15), " ".repeat(14));
+        assert_eq!(progress_line(50.0, "step 2"), half);
+        let full = format!("[{}] 100% done", "=".repeat(30));
+        assert_eq!(progress_line(120.0, "done"), full);
     }
 }

@@ -200,7 +200,12 @@ pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
         }
         Command::History(args) => {
             let store = existing(&client, &args.key.bucket).await?;
-            let history = store.history(&args.key.key, usize::try_from(args.limit).unwrap_or(usize::MAX)).await?;
+            let history = store
+                .history(
+                    &args.key.key,
+                    usize::try_from(args.limit).unwrap_or(usize::MAX),
+                )
+                .await?;
             if history.is_empty() {
                 return Err(CliError::new(format!(
                     "no key {} in bucket {}",

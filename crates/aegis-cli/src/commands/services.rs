@@ -54,10 +54,10 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     if !args.watch {
         let instances = list(&client, service.as_ref()).await?;
         if let (Some(service), true) = (&service, instances.is_empty()) {
-            return Err(CliError::new(format!(
-                "no registered instances of service {service}"
-            ))
-            .kind("not_found"));
+            return Err(
+                CliError::new(format!("no registered instances of service {service}"))
+                    .kind("not_found"),
+            );
         }
         let leaders = leaders(&client, &instances).await?;
         show(global.json, &instances, &leaders, false);

@@ -254,7 +254,10 @@ async fn refused_params_and_cancelled_commands_read_well() {
     assert!(!line.contains("MessagePack"), "{line}");
 
     // A cancelled command says so once, naming its id once.
-    let sender = Spawned::start(&url, &["command", "send", "reports", "linger", "--id", "lg1"]);
+    let sender = Spawned::start(
+        &url,
+        &["command", "send", "reports", "linger", "--id", "lg1"],
+    );
     eventually(Duration::from_secs(10), || {
         let status = run(&url, &["command", "status", "lg1", "--json"]);
         (status.code == Some(0) && status.json()["state"] == "running").then_some(())

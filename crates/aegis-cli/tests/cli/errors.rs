@@ -128,7 +128,10 @@ fn with_json_every_error_is_one_json_object() {
 
     // Without --json: the same failures as one text line.
     let failed = run(&url, &["call", "nobody", "ping"]);
-    assert!(failed.error(1).starts_with("error: no_responders: "), "{failed:?}");
+    assert!(
+        failed.error(1).starts_with("error: no_responders: "),
+        "{failed:?}"
+    );
 }
 
 #[test]
@@ -240,7 +243,10 @@ fn malformed_connection_arguments_are_usage_errors() {
         let failed = run(server, &["kv", "get", "b", "k"]);
         let line = failed.error(2);
         assert!(line.contains("server"), "{server:?}: {failed:?}");
-        assert!(failed.elapsed < Duration::from_secs(2), "{server:?}: {failed:?}");
+        assert!(
+            failed.elapsed < Duration::from_secs(2),
+            "{server:?}: {failed:?}"
+        );
     }
     let url = "nats://127.0.0.1:4222";
     let failed = run(url, &["--nkey", "SUnot-a-real-seed", "kv", "get", "b", "k"]);
@@ -250,14 +256,20 @@ fn malformed_connection_arguments_are_usage_errors() {
     let failed = run(
         url,
         &[
-            "--user", "alice", "--password", "pw", "--token", "t", "kv", "get", "b", "k",
+            "--user",
+            "alice",
+            "--password",
+            "pw",
+            "--token",
+            "t",
+            "kv",
+            "get",
+            "b",
+            "k",
         ],
     );
     let line = failed.error(2);
-    assert!(
-        line.contains("--user/--password and --token"),
-        "{failed:?}"
-    );
+    assert!(line.contains("--user/--password and --token"), "{failed:?}");
     // A credential in a malformed URL is not shown either.
     let failed = run("foo://alice:s3cret@bar", &["kv", "get", "b", "k"]);
     assert!(!failed.error(2).contains("s3cret"), "{failed:?}");
@@ -359,7 +371,10 @@ fn a_server_without_jetstream_says_so_in_one_line() {
     ] {
         let failed = run(&url, args);
         let line = failed.error(1);
-        assert!(line.contains("JetStream is not enabled"), "{args:?}: {line}");
+        assert!(
+            line.contains("JetStream is not enabled"),
+            "{args:?}: {line}"
+        );
         assert!(
             failed.elapsed < Duration::from_secs(5),
             "{args:?} took {:?}",
@@ -421,6 +436,10 @@ fn very_long_names_are_refused_at_once_without_being_echoed() {
         // Cut short, with the length it had.
         assert!(line.contains("…\" (") && line.contains(" bytes)"), "{line}");
         assert!(line.len() < 300, "{} bytes: {line}", line.len());
-        assert!(failed.elapsed < Duration::from_secs(2), "{:?}", failed.elapsed);
+        assert!(
+            failed.elapsed < Duration::from_secs(2),
+            "{:?}",
+            failed.elapsed
+        );
     }
 }

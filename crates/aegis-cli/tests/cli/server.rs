@@ -169,7 +169,7 @@ fn nats_server_pid(data: &Path) -> Option<u32> {
         let is_server = args
             .first()
             .is_some_and(|program| program.ends_with(b"nats-server"));
-        let stores_there = args.iter().any(|arg| *arg == data.as_bytes());
+        let stores_there = args.contains(&data.as_bytes());
         // A process already killed but not reaped yet has an empty command line.
         (is_server && stores_there).then_some(pid)
     })

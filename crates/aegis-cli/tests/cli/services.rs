@@ -224,7 +224,12 @@ fn the_leader_column_follows_the_lease_after_a_leader_is_killed() {
     // Two single-active `ledger` processes (the demo's nodes), registered.
     let nodes: Vec<(&str, Spawned)> = ["ledger-n0", "ledger-n1"]
         .into_iter()
-        .map(|id| (id, Spawned::start_with_stdin(&url, &["demo-node", "--instance", id])))
+        .map(|id| {
+            (
+                id,
+                Spawned::start_with_stdin(&url, &["demo-node", "--instance", id]),
+            )
+        })
         .collect();
     let leader = eventually(Duration::from_secs(15), || current_leader(&url));
     eventually(Duration::from_secs(15), || {
@@ -268,7 +273,11 @@ fn entries_that_missed_two_heartbeats_are_marked_stale() {
             .replace('Z', "+00:00")
     };
     // Heartbeats every second: 3 s of silence is stale, 1 s is not.
-    for (id, age, interval) in [("w-late", 3, 1.0), ("w-fresh", 1, 1.0), ("w-default", 7, 0.0)] {
+    for (id, age, interval) in [
+        ("w-late", 3, 1.0),
+        ("w-fresh", 1, 1.0),
+        ("w-default", 7, 0.0),
+    ] {
         let mut metadata = json!({});
         if interval > 0.0 {
             metadata = json!({"heartbeatIntervalSeconds": interval});

@@ -164,7 +164,11 @@ mod tests {
         let long = vec!["order"; 1_000].join(".");
         let err = EventPattern::new(long).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidName);
-        assert!(err.message().contains("at most 1024 bytes"), "{}", err.message());
+        assert!(
+            err.message().contains("at most 1024 bytes"),
+            "{}",
+            err.message()
+        );
         assert!(err.message().len() < 200, "{}", err.message());
     }
 

@@ -304,7 +304,11 @@ mod tests {
         ] {
             assert_eq!(error.kind(), ErrorKind::InvalidName);
             assert!(error.message().len() < 200, "{}", error.message());
-            assert!(error.message().contains("(100000 bytes)"), "{}", error.message());
+            assert!(
+                error.message().contains("(100000 bytes)"),
+                "{}",
+                error.message()
+            );
         }
         assert!(MethodName::new("m".repeat(TOKEN_MAX)).is_ok());
         assert!(MethodName::new("m".repeat(TOKEN_MAX + 1)).is_err());

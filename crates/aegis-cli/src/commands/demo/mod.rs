@@ -96,7 +96,12 @@ async fn demo(global: &Global, args: Args) -> CliResult {
     let mut report = serde_json::Map::new();
     report.insert("server".into(), json!(url));
 
-    let rpc = rpc::run(&global, &say, usize::try_from(args.calls).unwrap_or(usize::MAX)).await?;
+    let rpc = rpc::run(
+        &global,
+        &say,
+        usize::try_from(args.calls).unwrap_or(usize::MAX),
+    )
+    .await?;
     report.insert("rpc".into(), rpc);
     report.insert("events".into(), events::run(&global, &say).await?);
     report.insert("command".into(), commands::run(&global, &say).await?);

@@ -231,10 +231,7 @@ impl ConnectOptions {
         let mut auth = None;
         for url in self.server_urls() {
             let invalid = |why: &str| {
-                Error::invalid_argument(format!(
-                    "invalid server URL {:?}: {why}",
-                    redact_url(&url)
-                ))
+                Error::invalid_argument(format!("invalid server URL {:?}: {why}", redact_url(&url)))
             };
             let address: async_nats::ServerAddr = url.parse().map_err(|e: std::io::Error| {
                 // url's own wording, without the input it may echo.
@@ -254,8 +251,8 @@ impl ConnectOptions {
             // Out of the URL: async-nats neither uses nor hides them.
             let _ = url.set_username("");
             let _ = url.set_password(None);
-            let address = async_nats::ServerAddr::from_url(url)
-                .map_err(|e| invalid(&e.to_string()))?;
+            let address =
+                async_nats::ServerAddr::from_url(url).map_err(|e| invalid(&e.to_string()))?;
             addresses.push(address);
         }
         Ok((addresses, auth))
@@ -429,7 +426,10 @@ mod tests {
         ] {
             let error = ConnectOptions::new(bad).validate().unwrap_err();
             assert_eq!(error.kind(), crate::ErrorKind::InvalidArgument, "{bad}");
-            assert!(error.message().contains("invalid server URL"), "{bad}: {error}");
+            assert!(
+                error.message().contains("invalid server URL"),
+                "{bad}: {error}"
+            );
         }
         let error = ConnectOptions::new("foo://alice:s3cret@bar")
             .validate()
