@@ -60,7 +60,11 @@ fn say(line: &str) -> std::io::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    aegis_examples::finish(run().await)
+}
+
+async fn run() -> aegis_examples::Result {
     aegis_examples::init_tracing();
     let url = aegis_examples::nats_url();
 

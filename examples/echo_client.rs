@@ -11,7 +11,11 @@ use aegis_sdk::{Client, ConnectOptions};
 use serde_json::{json, Value};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    aegis_examples::finish(run().await)
+}
+
+async fn run() -> aegis_examples::Result {
     aegis_examples::init_tracing();
     let message = std::env::args()
         .nth(1)

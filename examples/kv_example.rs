@@ -28,7 +28,11 @@ struct User {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    aegis_examples::finish(run().await)
+}
+
+async fn run() -> aegis_examples::Result {
     aegis_examples::init_tracing();
     let client = Client::connect(&ConnectOptions::new(aegis_examples::nats_url())).await?;
     let kv = Kv::open(&client, BucketConfig::new("user-data").history(5)).await?;

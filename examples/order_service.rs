@@ -74,7 +74,11 @@ fn dashboard(instance: &str, log: &Log) -> Result<Service, aegis_sdk::Error> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    aegis_examples::finish(run().await)
+}
+
+async fn run() -> aegis_examples::Result {
     aegis_examples::init_tracing();
     let client = Client::connect(&ConnectOptions::new(aegis_examples::nats_url())).await?;
     let log: Log = Arc::default();

@@ -13,8 +13,11 @@
 //! chooses another failover policy. The exclusive method `tick` runs on the leader only,
 //! wherever it is called: `cargo run -p aegis-cli -- call billing-service tick '{}'`.
 //! `cargo run -p aegis-cli -- leader billing-service` shows the leader, its fencing token
-//! and since when.
+//! and since when; `cargo run -p aegis-cli -- services billing-service` lists the
+//! instances (they register in the service registry), which one holds the lease, and,
+//! after a `kill -9`, the dead one's entry marked stale until it expires.
 
+use aegis_sdk::application::registration::RegistryOptions;
 use aegis_sdk::{
     Client, ConnectOptions, FailoverPolicy, HandlerError, LeadershipEvent, LeadershipStatus,
     RpcContext, Service,
@@ -22,7 +25,11 @@ use aegis_sdk::{
 use serde_json::{json, Value};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    aegis_examples::finish(run().await)
+}
+
+async fn run() -> aegis_examples::Result {
     aegis_examples::init_tracing();
     let client = Client::connect(&ConnectOptions::new(aegis_examples::nats_url())).await?;
     let policy = match std::env::var("POLICY").as_deref() {
@@ -40,6 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "fencing_token": ctx.fencing_token(),
             }))
         })
+        .with_registry(RegistryOptions::default())
         .build()?;
     let leadership = service
         .leadership()

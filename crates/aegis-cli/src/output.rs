@@ -13,9 +13,19 @@ pub(crate) const EXIT_FAILURE: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// A failure to report to the user as one line, then exit with its code.
+///
+/// In text the line is `error: MESSAGE` (with the SDK's error kind in front for SDK
+/// errors, as in `error: timeout: no reply ...`); with `--json` it is one JSON object,
+/// `{"error":"KIND","message":"MESSAGE"}`.
 #[derive(Debug)]
 pub(crate) struct CliError {
+    /// What went wrong, one word in snake case: the SDK's [`ErrorKind`] names, `usage`
+    /// for bad arguments, `failure` for the rest, or something more precise such as
+    /// `not_found`.
+    kind: String,
     message: String,
+    /// Whether the text form starts with the kind (SDK errors).
+    kind_in_text: bool,
     code: u8,
 }
 
@@ -23,7 +33,9 @@ impl CliError {
     /// A failure of the work itself (exit 1).
     pub(crate) fn new(message: impl Into<String>) -> Self {
         CliError {
+            kind: "failure".to_owned(),
             message: message.into(),
+            kind_in_text: false,
             code: EXIT_FAILURE,
         }
     }
@@ -31,17 +43,42 @@ impl CliError {
     /// A bad argument (exit 2).
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         CliError {
+            kind: "usage".to_owned(),
             message: message.into(),
+            kind_in_text: false,
             code: EXIT_USAGE,
+        }
+    }
+
+    /// The same error with the kind `kind` for JSON.
+    pub(crate) fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = kind.into();
+        self
+    }
+
+    /// Work cut short by `signal`: everything it started is stopped; the exit code is
+    /// the signal's (128 + its number).
+    pub(crate) fn stopped_by(signal: Signal, what: &str) -> Self {
+        CliError {
+            kind: "interrupted".to_owned(),
+            message: format!("{what} stopped by {signal}; everything it started is stopped"),
+            kind_in_text: false,
+            code: signal.exit_code(),
         }
     }
 
     /// A failure of `kind` worded as `message`: names and arguments the SDK refuses are
     /// usage errors, everything else a failure.
     pub(crate) fn for_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
-        match kind {
-            ErrorKind::InvalidName | ErrorKind::InvalidArgument => CliError::usage(message),
-            _ => CliError::new(message),
+        let code = match kind {
+            ErrorKind::InvalidName | ErrorKind::InvalidArgument => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        };
+        CliError {
+            kind: kind.as_str().to_owned(),
+            message: message.into(),
+            kind_in_text: true,
+            code,
         }
     }
 
@@ -49,30 +86,41 @@ impl CliError {
     pub(crate) fn code(&self) -> u8 {
         self.code
     }
+
+    /// The message on one line, whatever it holds.
+    fn one_line(&self) -> String {
+        let lines: Vec<&str> = self
+            .message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.join(" ")
+    }
+
+    /// The line to print on stderr: text, or a JSON object for `--json`.
+    pub(crate) fn line(&self, json: bool) -> String {
+        if json {
+            serde_json::json!({"error": self.kind, "message": self.one_line()}).to_string()
+        } else {
+            format!("error: {self}")
+        }
+    }
 }
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One line, whatever the message holds.
-        let mut first = true;
-        for line in self.message.lines().filter(|l| !l.trim().is_empty()) {
-            if !first {
-                f.write_str(" ")?;
-            }
-            f.write_str(line.trim())?;
-            first = false;
+        if self.kind_in_text {
+            write!(f, "{}: ", self.kind)?;
         }
-        Ok(())
+        f.write_str(&self.one_line())
     }
 }
 
 impl From<aegis_sdk::Error> for CliError {
     /// `kind: message`; names and arguments the SDK refuses are usage errors.
     fn from(error: aegis_sdk::Error) -> Self {
-        CliError::for_kind(
-            error.kind(),
-            format!("{}: {}", error.kind(), error.message()),
-        )
+        CliError::for_kind(error.kind(), error.message())
     }
 }
 
@@ -88,10 +136,11 @@ pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 /// reports for a process ended by SIGPIPE.
 pub(crate) const EXIT_BROKEN_PIPE: u8 = 141;
 
-/// Replaces panic traces by one line on stderr. A closed stdout (the reader of a pipe
-/// went away) is not an error at all: the process just ends, quietly.
-pub(crate) fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
+/// Replaces panic traces by one line on stderr (a JSON object when `json`). A closed
+/// stdout (the reader of a pipe went away) is not an error at all: the process just
+/// ends, quietly.
+pub(crate) fn install_panic_hook(json: bool) {
+    std::panic::set_hook(Box::new(move |info| {
         let payload = info.payload();
         let message = payload
             .downcast_ref::<&str>()
@@ -105,10 +154,11 @@ pub(crate) fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        let error = CliError::new(format!("internal error: {message}{location}")).kind("internal");
         // Written by hand: a failing eprintln! inside a panic hook would abort.
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
-            format!("error: internal error: {message}{location}\n").as_bytes(),
+            format!("{}\n", error.line(json)).as_bytes(),
         );
     }));
 }
@@ -118,7 +168,7 @@ pub(crate) fn json_object(text: Option<&str>, what: &str) -> CliResult<Value> {
     let value: Value = match text {
         None => return Ok(Value::Object(Default::default())),
         Some(text) => serde_json::from_str(text)
-            .map_err(|e| CliError::usage(format!("{what} are not valid JSON: {e}")))?,
+            .map_err(|e| CliError::usage(format!("{what}: not valid JSON: {e}")))?,
     };
     if !value.is_object() {
         return Err(CliError::usage(format!("{what} must be a JSON object")));
@@ -135,6 +185,15 @@ pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
         return Err("must be a positive number of seconds".into());
     }
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// A clap value parser: a whole number, at least 1.
+pub(crate) fn positive(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
 }
 
 /// Prints one JSON document on one line.
@@ -207,8 +266,8 @@ pub(crate) fn stdout_is_terminal() -> bool {
 /// until Ctrl-C, `--count` items, or `--for` seconds, whichever comes first.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Limits {
-    /// Stop after this many items.
-    #[arg(long)]
+    /// Stop after this many items (at least 1).
+    #[arg(long, value_parser = positive)]
     pub(crate) count: Option<u64>,
     /// Stop after this many seconds.
     #[arg(long = "for", value_name = "SECONDS", value_parser = seconds)]
@@ -221,8 +280,9 @@ impl Limits {
         self.count.is_some_and(|count| seen >= count)
     }
 
-    /// Resolves on Ctrl-C or when `--for` has passed; never otherwise. The Ctrl-C
-    /// handler is in place from this call on, not from the first poll.
+    /// Resolves on Ctrl-C (or SIGTERM, SIGHUP) or when `--for` has passed; never
+    /// otherwise. The signal handlers are in place from this call on, not from the
+    /// first poll.
     pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + use<> {
         let interrupt = interrupted();
         let duration = self.duration;
@@ -241,19 +301,30 @@ impl Limits {
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT). The handler is installed when this is called, so a
-/// Ctrl-C that comes right after (say, once a readiness line is printed) is not lost
-/// to the default action, which would kill the process.
-pub(crate) fn interrupted() -> impl std::future::Future<Output = ()> {
+/// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP, with the signal's name. The handlers
+/// are installed when this is called, so a signal that comes right after (say, once a
+/// readiness line is printed) is not lost to the default action, which would kill the
+/// process without any cleanup.
+pub(crate) fn interrupted() -> impl std::future::Future<Output = Signal> {
     #[cfg(unix)]
     {
-        let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        let hangup = signal(SignalKind::hangup()).ok();
         async move {
-            match signal {
-                Ok(mut signal) => {
-                    signal.recv().await;
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-                Err(_) => std::future::pending().await,
+            }
+            tokio::select! {
+                _ = next(interrupt) => Signal::Interrupt,
+                _ = next(terminate) => Signal::Terminate,
+                _ = next(hangup) => Signal::Hangup,
             }
         }
     }
@@ -261,7 +332,41 @@ pub(crate) fn interrupted() -> impl std::future::Future<Output = ()> {
     {
         async {
             let _ = tokio::signal::ctrl_c().await;
+            Signal::Interrupt
         }
+    }
+}
+
+/// A signal asking the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+    /// SIGHUP (the terminal went away).
+    Hangup,
+}
+
+impl Signal {
+    /// The exit code of a process that stops for this signal without finishing its
+    /// work: 128 plus the signal's number, as shells report it.
+    pub(crate) fn exit_code(self) -> u8 {
+        match self {
+            Signal::Hangup => 129,
+            Signal::Interrupt => 130,
+            Signal::Terminate => 143,
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+            Signal::Hangup => "SIGHUP",
+        })
     }
 }
 
@@ -279,6 +384,12 @@ mod tests {
         assert_eq!(error.to_string(), "invalid_name: bad");
         let error: CliError = aegis_sdk::Error::new(ErrorKind::Timeout, "late").into();
         assert_eq!(error.code(), EXIT_FAILURE);
+        assert_eq!(error.line(false), "error: timeout: late");
+        assert_eq!(error.line(true), r#"{"error":"timeout","message":"late"}"#);
+        assert_eq!(
+            CliError::usage("bad\nthing").line(true),
+            r#"{"error":"usage","message":"bad thing"}"#
+        );
     }
 
     #[test]
@@ -290,6 +401,9 @@ mod tests {
         assert!(seconds("0").is_err());
         assert!(seconds("-1").is_err());
         assert!(seconds("soon").is_err());
+        assert_eq!(positive("3"), Ok(3));
+        assert_eq!(positive("0"), Err("must be at least 1".to_owned()));
+        assert!(positive("-1").is_err());
     }
 
     #[test]

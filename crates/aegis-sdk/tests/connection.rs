@@ -57,6 +57,54 @@ async fn user_and_password_authentication_from_the_environment() {
 }
 
 #[tokio::test]
+async fn credentials_in_the_url_are_used_and_never_shown() {
+    let server = NatsServer::builder()
+        .config_extra("authorization { user: alice, password: \"s3cret@pw\" }")
+        .start();
+    let with = |userinfo: &str| format!("nats://{userinfo}@127.0.0.1:{}", server.port());
+
+    // `@` in the password is percent-encoded in the URL.
+    let options = quick(&with("alice:s3cret%40pw"));
+    assert!(!format!("{options:?}").contains("s3cret"));
+    let client = Client::connect(&options).await.unwrap();
+    assert_eq!(client.connection_state(), ConnectionState::Connected);
+    client.transport().flush().await.unwrap();
+
+    let err = Client::connect(&quick(&with("alice:wrong")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+    assert!(!err.to_string().contains("wrong"), "{err}");
+    // Explicit credentials win over the URL's.
+    let err = Client::connect(&quick(&with("alice:s3cret%40pw")).user_and_password("alice", "no"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+
+    // A lone user part is a token.
+    let server = NatsServer::builder()
+        .config_extra("authorization { token: \"t0ken\" }")
+        .start();
+    let client = Client::connect(&quick(&format!("nats://t0ken@127.0.0.1:{}", server.port())))
+        .await
+        .unwrap();
+    assert_eq!(client.connection_state(), ConnectionState::Connected);
+}
+
+#[tokio::test]
+async fn malformed_options_are_refused_before_connecting() {
+    for url in ["foo://bar", "::::", "nats://127.0.0.1:99999"] {
+        let err = Client::connect(&quick(url)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{url}: {err}");
+    }
+    let mut options = quick("nats://127.0.0.1:4222");
+    options.nkey_seed = Some("not a seed".into());
+    let err = Client::connect(&options).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("NKey seed is invalid"), "{err}");
+}
+
+#[tokio::test]
 async fn unreachable_server_is_a_connection_error() {
     let port = aegis_test_support::free_port();
     let err = Client::connect(&quick(&format!("nats://127.0.0.1:{port}")))

@@ -155,6 +155,7 @@ async fn a_started_service_registers_by_the_contract_and_deregisters_on_stop() {
     assert!(metadata["host"].is_string());
     assert!(metadata["startedAt"].is_string());
     assert!(metadata["subscriptions"].is_array());
+    assert_eq!(metadata["heartbeatIntervalSeconds"], json!(0.5));
     assert_eq!(
         registry.store().status().await.unwrap().bucket,
         "service_registry"

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::output::{json_object, seconds, CliError, CliResult};
+use crate::output::{json_object, seconds, CliResult};
 use crate::Global;
 
 /// Arguments of `aegis call`.
@@ -26,22 +26,19 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     let params = json_object(args.params.as_deref(), "params")?;
-    let client = global.connect().await?;
+    // Sent as the JSON it was given, so that a handler refusing it names JSON, not the
+    // MessagePack the SDK sends by default.
+    let client = global
+        .connect()
+        .await?
+        .with_encoding(aegis_sdk::domain::Encoding::Json);
     let mut call = client
         .call::<_, Value>(&args.service, &args.method, params)
         .timeout(args.timeout);
     if let Some(instance) = args.instance {
         call = call.instance(instance);
     }
-    let result = call.await.map_err(|error| {
-        let message = if global.json {
-            serde_json::json!({"error": error.kind().as_str(), "message": error.message()})
-                .to_string()
-        } else {
-            format!("{}: {}", error.kind(), error.message())
-        };
-        CliError::for_kind(error.kind(), message)
-    })?;
+    let result = call.await?;
     let text = if global.json {
         result.to_string()
     } else {

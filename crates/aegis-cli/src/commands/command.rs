@@ -87,13 +87,13 @@ pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
     match command {
         Command::Send(args) => send(global, args).await,
         Command::Status(args) => {
-            let client = global.connect().await?;
+            let client = global.connect_jetstream().await?;
             let status = client.command_status(&args.id).await?;
             show_status(global.json, &status);
             Ok(())
         }
         Command::Cancel(args) => {
-            let client = global.connect().await?;
+            let client = global.connect_jetstream().await?;
             client.cancel_command(&args.id).await?;
             let status = client.command_status(&args.id).await?;
             if global.json {
@@ -114,12 +114,17 @@ async fn send(global: &Global, args: SendArgs) -> CliResult {
     let service = ServiceName::new(args.service.as_str())?;
     let name = MethodName::new(args.name.as_str())?;
     let payload = json_object(args.payload.as_deref(), "payload")?;
-    let client = global.connect().await?;
+    // As JSON, like `call`: a worker refusing the payload names the encoding given.
+    let client = global
+        .connect_jetstream()
+        .await?
+        .with_encoding(aegis_sdk::domain::Encoding::Json);
     if !args.queue_anyway && !has_worker(&client, &service, &name).await? {
         return Err(CliError::new(format!(
             "no worker takes command {name} of service {service} (nothing consumes \
              commands.{service}.{name}); --queue-anyway sends it all the same"
-        )));
+        ))
+        .kind("no_responders"));
     }
 
     let mut sending = client
@@ -146,14 +151,13 @@ async fn send(global: &Global, args: SendArgs) -> CliResult {
 
     // The bar only on a terminal, and never in JSON mode.
     let bar = progress_bar(!global.json && stdout_is_terminal(), "    ");
-    bar.set_message("queued");
+    show_progress(&bar, 0.0, "queued");
     // Ctrl-C stops the waiting, not the command.
     let finished = tokio::select! {
         _ = interrupted() => None,
         status = async {
             while let Some(progress) = handle.next_progress().await {
-                bar.set_message(progress.message);
-                bar.set_position(progress.percent.clamp(0.0, 100.0).round() as u64);
+                show_progress(&bar, progress.percent, &progress.message);
             }
             handle.wait().await
         } => Some(status),
@@ -179,11 +183,20 @@ async fn send(global: &Global, args: SendArgs) -> CliResult {
             }
             Ok(())
         }
-        Some(Err(error)) => Err(CliError::new(format!(
-            "command {id} {}: {}",
-            state_name(status.state),
-            error.message()
-        ))),
+        // The recorded error often names the command already ("command X was
+        // cancelled"): then it is the whole line.
+        Some(Err(error)) => {
+            let message = if error.message().contains(&id) {
+                error.message().to_owned()
+            } else {
+                format!(
+                    "command {id} {}: {}",
+                    state_name(status.state),
+                    error.message()
+                )
+            };
+            Err(CliError::new(message).kind(error.kind().as_str()))
+        }
         None => Err(CliError::new(format!("command {id} did not finish"))),
     }
 }
@@ -222,15 +235,37 @@ async fn has_worker(client: &Client, service: &ServiceName, name: &MethodName) -
     }))
 }
 
-/// A 0-100 bar drawn on stdout, indented by `indent`; hidden unless `visible`.
+/// Width of the drawn bar, in characters.
+const BAR_WIDTH: usize = 30;
+
+/// Shows a progress report, `[=====>    ]  50% message`, as one frame. The whole line
+/// is the bar's message (one redraw): a position and a message set one after the other
+/// draw twice, and the first frame pairs the new percent with the old message.
+pub(crate) fn show_progress(bar: &ProgressBar, percent: f64, message: &str) {
+    bar.set_message(progress_line(percent, message));
+}
+
+/// `[=====>    ]  50% message`.
+fn progress_line(percent: f64, message: &str) -> String {
+    let percent = percent.clamp(0.0, 100.0).round() as usize;
+    let filled = percent * BAR_WIDTH / 100;
+    let mut drawn = "=".repeat(filled);
+    if filled < BAR_WIDTH {
+        drawn.push(if filled > 0 { '>' } else { ' ' });
+        drawn.push_str(&" ".repeat(BAR_WIDTH - filled - 1));
+    }
+    format!("[{drawn}] {percent:>3}% {message}")
+}
+
+/// A progress line redrawn in place on stdout, indented by `indent`; hidden unless
+/// `visible`. Update it with [`show_progress`].
 pub(crate) fn progress_bar(visible: bool, indent: &str) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stdout());
-    let template = format!("{indent}[{{bar:30}}] {{pos:>3}}% {{msg}}");
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style.progress_chars("=> "));
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+    if let Ok(style) = ProgressStyle::with_template(&format!("{indent}{{msg}}")) {
+        bar.set_style(style);
     }
     bar
 }
@@ -276,5 +311,20 @@ fn show_status(as_json: bool, status: &CommandStatus) {
     ];
     for (name, value) in rows {
         println!("{name:<9} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_line;
+
+    #[test]
+    fn progress_lines_pair_the_bar_percent_and_message() {
+        let empty = format!("[{}]   0% queued", " ".repeat(30));
+        assert_eq!(progress_line(0.0, "queued"), empty);
+        let half = format!("[{}>{}]  50% step 2", "=".repeat(15), " ".repeat(14));
+        assert_eq!(progress_line(50.0, "step 2"), half);
+        let full = format!("[{}] 100% done", "=".repeat(30));
+        assert_eq!(progress_line(120.0, "done"), full);
     }
 }

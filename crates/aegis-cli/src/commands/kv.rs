@@ -108,9 +108,9 @@ pub(crate) struct ListArgs {
 pub(crate) struct HistoryArgs {
     #[command(flatten)]
     key: KeyArgs,
-    /// At most this many revisions.
-    #[arg(long, default_value_t = 10)]
-    limit: usize,
+    /// At most this many revisions (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = crate::output::positive)]
+    limit: u64,
 }
 
 /// Arguments of `aegis kv watch`.
@@ -132,13 +132,14 @@ pub(crate) struct WatchArgs {
 }
 
 pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     let json = global.json;
     match command {
         Command::Get(args) => {
             let store = existing(&client, &args.bucket).await?;
             let entry = store.get(&args.key).await?.ok_or_else(|| {
                 CliError::new(format!("no key {} in bucket {}", args.key, args.bucket))
+                    .kind("not_found")
             })?;
             if json {
                 print_json(&entry_json(&entry));
@@ -199,12 +200,18 @@ pub(crate) async fn run(global: &Global, command: Command) -> CliResult {
         }
         Command::History(args) => {
             let store = existing(&client, &args.key.bucket).await?;
-            let history = store.history(&args.key.key, args.limit).await?;
+            let history = store
+                .history(
+                    &args.key.key,
+                    usize::try_from(args.limit).unwrap_or(usize::MAX),
+                )
+                .await?;
             if history.is_empty() {
                 return Err(CliError::new(format!(
                     "no key {} in bucket {}",
                     args.key.key, args.key.bucket
-                )));
+                ))
+                .kind("not_found"));
             }
             if json {
                 let rows: Vec<Value> = history

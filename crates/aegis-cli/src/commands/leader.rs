@@ -26,7 +26,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     let service = ServiceName::new(args.service.as_str())?;
     let group = GroupName::new(args.group.as_str())?;
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     let nats = client
         .nats()
         .ok_or_else(|| CliError::new("not connected to NATS"))?;
@@ -38,14 +38,17 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
         Err(error) if error.kind() == ErrorKind::NotFound => {
             return Err(CliError::new(format!(
                 "service {service} has never elected a leader (no bucket {bucket})"
-            )))
+            ))
+            .kind("not_found"))
         }
         Err(error) => return Err(error.into()),
     };
     let entry = store
         .get(&leader_key(&service, &group))
         .await?
-        .ok_or_else(|| CliError::new(format!("no leader of {service} group {group} now")))?;
+        .ok_or_else(|| {
+            CliError::new(format!("no leader of {service} group {group} now")).kind("not_found")
+        })?;
     let record = LeaderRecord::from_json(&entry.value)?;
 
     let token = record.fencing_token(entry.revision);

@@ -18,6 +18,11 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     // Check everything before connecting: a bad argument costs no round trip.
+    if let Some(relative) = args.event.strip_prefix("events.") {
+        return Err(CliError::usage(format!(
+            "the event is DOMAIN.TYPE, without events.: write {relative}"
+        )));
+    }
     let (domain, event_type) = args.event.split_once('.').ok_or_else(|| {
         CliError::usage(format!(
             "event {:?} must be DOMAIN.TYPE, e.g. order.created",
@@ -28,7 +33,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     EventType::new(event_type)?;
     let payload = json_object(args.payload.as_deref(), "payload")?;
 
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     let event = Event::new(domain, event_type, payload);
     let receipt = EventPublisher::new(&client)?.publish_event(&event).await?;
     let subject = format!("events.{domain}.{event_type}");

@@ -1,15 +1,15 @@
-//! `aegis server`: a local nats-server with JetStream until Ctrl-C.
+//! `aegis server`: a local nats-server with JetStream until Ctrl-C (or SIGTERM, SIGHUP).
 
 use std::path::PathBuf;
 
 use crate::local_server::LocalServer;
-use crate::output::{interrupted, CliResult};
+use crate::output::{interrupted, CliError, CliResult};
 use crate::Global;
 
 /// Arguments of `aegis server`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Port to listen on.
+    /// Port to listen on (0: any free port; the URL printed says which).
     #[arg(long, default_value_t = 4222)]
     port: u16,
     /// Where JetStream keeps its data.
@@ -18,9 +18,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
-    let server = LocalServer::start(args.port, Some(&args.data_dir))?;
-    // Listen for Ctrl-C before telling anyone the server is up.
-    let interrupt = interrupted();
+    let mut server = LocalServer::start(args.port, Some(&args.data_dir)).await?;
+    // Listen for signals before telling anyone the server is up.
+    let stop = interrupted();
     if global.json {
         println!(
             "{}",
@@ -34,10 +34,15 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
         );
         println!("Ctrl-C to stop");
     }
-    interrupt.await;
-    drop(server);
-    if !global.json {
-        println!("stopped");
+    tokio::select! {
+        signal = stop => {
+            drop(server);
+            if !global.json {
+                println!("stopped ({signal})");
+            }
+            Ok(())
+        }
+        // The server is gone under us (killed, out of disk, ...): say so and fail.
+        reason = server.exited() => Err(CliError::new(reason)),
     }
-    Ok(())
 }

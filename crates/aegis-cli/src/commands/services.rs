@@ -1,12 +1,19 @@
 //! `aegis services [NAME] [--watch]`: the registered instances as a table.
+//!
+//! An instance's own entry may lag behind: one killed outright keeps its last entry
+//! (ACTIVE, even leader) until its time-to-live runs out. So the LEADER column comes
+//! from the election lease (who holds it now), not from the entry, and an entry whose
+//! last heartbeat is older than two heartbeat intervals is marked stale.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_sdk::adapters::nats::NatsKvStore;
-use aegis_sdk::application::discovery::Discovery;
 use aegis_sdk::application::registry::ServiceRegistry;
+use aegis_sdk::domain::election::{bucket_name, leader_key, GroupName, LeaderRecord};
 use aegis_sdk::domain::instance::{ServiceInstance, REGISTRY_BUCKET};
+use aegis_sdk::ports::kv::KvStore;
 use aegis_sdk::{Client, ErrorKind, ServiceName};
 use chrono::Utc;
 use futures::StreamExt;
@@ -17,6 +24,14 @@ use crate::Global;
 
 /// How long a burst of registry changes may take to be drawn as one.
 const BURST: Duration = Duration::from_millis(50);
+
+/// The heartbeat interval of an entry that does not say its own (the SDK's default;
+/// Python peers use the same).
+const DEFAULT_HEARTBEAT_INTERVAL: f64 = 5.0;
+
+/// The holder of each single-active group's lease, by (service, group); `None` when
+/// nobody holds it.
+type Leaders = HashMap<(String, String), Option<String>>;
 
 /// Arguments of `aegis services`.
 #[derive(Debug, clap::Args)]
@@ -35,15 +50,17 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     let service = args.name.as_deref().map(ServiceName::new).transpose()?;
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     if !args.watch {
         let instances = list(&client, service.as_ref()).await?;
         if let (Some(service), true) = (&service, instances.is_empty()) {
-            return Err(CliError::new(format!(
-                "no registered instances of service {service}"
-            )));
+            return Err(
+                CliError::new(format!("no registered instances of service {service}"))
+                    .kind("not_found"),
+            );
         }
-        show(global.json, &instances, false);
+        let leaders = leaders(&client, &instances).await?;
+        show(global.json, &instances, &leaders, false);
         return Ok(());
     }
 
@@ -82,7 +99,8 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
             }
         }
         let instances = list(&client, service.as_ref()).await?;
-        show(global.json, &instances, true);
+        let leaders = leaders(&client, &instances).await?;
+        show(global.json, &instances, &leaders, true);
         frames += 1;
         if args.limits.reached(frames) {
             break;
@@ -124,28 +142,86 @@ async fn list(client: &Client, service: Option<&ServiceName>) -> CliResult<Vec<S
     Ok(instances)
 }
 
+/// The current lease holder of every single-active group among `instances`, read
+/// from the election buckets (never created here).
+async fn leaders(client: &Client, instances: &[ServiceInstance]) -> CliResult<Leaders> {
+    let mut leaders = Leaders::new();
+    let nats = client
+        .nats()
+        .ok_or_else(|| CliError::new("not connected to NATS"))?;
+    for instance in instances {
+        let Some(group) = &instance.sticky_active_group else {
+            continue;
+        };
+        let id = (instance.service_name.clone(), group.clone());
+        if leaders.contains_key(&id) {
+            continue;
+        }
+        // Entries written by others may hold names that are not valid here.
+        let (Ok(service), Ok(group)) = (
+            ServiceName::new(instance.service_name.as_str()),
+            GroupName::new(group.as_str()),
+        ) else {
+            leaders.insert(id, None);
+            continue;
+        };
+        let holder = match NatsKvStore::open_existing(nats, &bucket_name(&service)).await {
+            Ok(store) => store
+                .get(&leader_key(&service, &group))
+                .await?
+                .and_then(|entry| LeaderRecord::from_json(&entry.value).ok())
+                .map(|record| record.instance_id),
+            Err(error) if error.kind() == ErrorKind::NotFound => None,
+            Err(error) => return Err(error.into()),
+        };
+        leaders.insert(id, holder);
+    }
+    Ok(leaders)
+}
+
 /// Seconds since the instance's last heartbeat, if it can be read.
 fn heartbeat_age(instance: &ServiceInstance) -> Option<f64> {
     let at = instance.last_heartbeat_at()?;
     Some(((Utc::now() - at).num_milliseconds() as f64 / 1000.0).max(0.0))
 }
 
-/// The instance's role in its single-active group: `ACTIVE (default)`, or `-`.
-fn leader_cell(instance: &ServiceInstance) -> String {
-    match (
-        &instance.sticky_active_status,
-        &instance.sticky_active_group,
-    ) {
-        (Some(status), Some(group)) => format!("{status} ({group})"),
-        (Some(status), None) => status.clone(),
-        (None, Some(group)) => format!("? ({group})"),
-        (None, None) => "-".to_owned(),
+/// The instance's heartbeat interval in seconds: as its entry says
+/// (`metadata.heartbeatIntervalSeconds`), else the default.
+fn heartbeat_interval(instance: &ServiceInstance) -> f64 {
+    instance
+        .metadata
+        .get("heartbeatIntervalSeconds")
+        .and_then(Value::as_f64)
+        .filter(|secs| *secs > 0.0)
+        .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL)
+}
+
+/// Whether the entry missed its heartbeats: older than two intervals, or unreadable.
+fn is_stale(instance: &ServiceInstance) -> bool {
+    heartbeat_age(instance).is_none_or(|age| age > 2.0 * heartbeat_interval(instance))
+}
+
+/// Whether the instance holds its group's lease; `None` outside single-active mode.
+fn is_leader(instance: &ServiceInstance, leaders: &Leaders) -> Option<bool> {
+    let group = instance.sticky_active_group.as_ref()?;
+    let holder = leaders.get(&(instance.service_name.clone(), group.clone()))?;
+    Some(holder.as_deref() == Some(instance.instance_id.as_str()))
+}
+
+/// The instance's role in its single-active group, from the lease: `leader (default)`,
+/// `standby (default)`, or `-`.
+fn leader_cell(instance: &ServiceInstance, leaders: &Leaders) -> String {
+    match (is_leader(instance, leaders), &instance.sticky_active_group) {
+        (Some(true), Some(group)) => format!("leader ({group})"),
+        (Some(false), Some(group)) => format!("standby ({group})"),
+        (_, Some(group)) => format!("? ({group})"),
+        (_, None) => "-".to_owned(),
     }
 }
 
 /// Prints one listing; while watching, a terminal is redrawn from the top and anything
 /// else gets the listings one after the other.
-fn show(as_json: bool, instances: &[ServiceInstance], watching: bool) {
+fn show(as_json: bool, instances: &[ServiceInstance], leaders: &Leaders, watching: bool) {
     let redraw = watching && stdout_is_terminal();
     if as_json {
         let rows: Vec<Value> = instances
@@ -154,6 +230,8 @@ fn show(as_json: bool, instances: &[ServiceInstance], watching: bool) {
                 let mut row = serde_json::to_value(instance).unwrap_or(Value::Null);
                 if let Some(object) = row.as_object_mut() {
                     object.insert("heartbeatAgeSeconds".into(), json!(heartbeat_age(instance)));
+                    object.insert("stale".into(), json!(is_stale(instance)));
+                    object.insert("leader".into(), json!(is_leader(instance, leaders)));
                 }
                 row
             })
@@ -169,19 +247,21 @@ fn show(as_json: bool, instances: &[ServiceInstance], watching: bool) {
         "LEADER",
         "HEARTBEAT",
     ]);
-    let stale_after = Discovery::DEFAULT_STALE_AFTER.as_secs_f64();
     for instance in instances {
         let heartbeat = match heartbeat_age(instance) {
-            Some(age) if age > stale_after => format!("{age:.1}s ago (stale)"),
             Some(age) => format!("{age:.1}s ago"),
             None => "unreadable".to_owned(),
         };
+        let mut status = instance.status.as_str().to_owned();
+        if is_stale(instance) {
+            status.push_str(" (stale)");
+        }
         table.row(vec![
             instance.service_name.clone(),
             instance.instance_id.clone(),
             instance.version.clone(),
-            instance.status.as_str().to_owned(),
-            leader_cell(instance),
+            status,
+            leader_cell(instance, leaders),
             heartbeat,
         ]);
     }

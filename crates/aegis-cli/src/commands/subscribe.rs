@@ -13,7 +13,7 @@ use aegis_sdk::{DeliveryMode, HandlerError, Service};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::output::{print_json, CliResult, Limits};
+use crate::output::{print_json, CliError, CliResult, Limits};
 use crate::Global;
 
 /// Who gets each event (clap's spelling of [`DeliveryMode`]).
@@ -50,6 +50,12 @@ pub(crate) struct Args {
 type Delivery = (Value, oneshot::Sender<()>);
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
+    // `events.order.*` would follow `events.events.order.*`: almost surely not meant.
+    if let Some(relative) = args.pattern.strip_prefix("events.") {
+        return Err(CliError::usage(format!(
+            "the pattern is relative to events.: write {relative} (it follows events.{relative})"
+        )));
+    }
     let pattern = EventPattern::new(args.pattern.as_str())?;
     let mode = match args.mode {
         Mode::Compete => DeliveryMode::Compete,
@@ -94,7 +100,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
                 .start_at(start),
         )
         .build()?;
-    let client = global.connect().await?;
+    let client = global.connect_jetstream().await?;
     service.start(&client).await?;
     let stop = args.limits.stopped();
     tokio::pin!(stop);

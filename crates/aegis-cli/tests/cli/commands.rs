@@ -6,7 +6,7 @@ use aegis_sdk::{Client, CommandContext, ConnectOptions, HandlerError, Service};
 use aegis_test_support::NatsServer;
 use serde_json::{json, Value};
 
-use crate::support::{eventually, run};
+use crate::support::{eventually, run, Spawned};
 
 async fn reports(url: &str) -> Service {
     let service = Service::builder("reports")
@@ -214,6 +214,63 @@ async fn command_send_draws_a_progress_bar_on_a_terminal() {
         "no bar drawn: {drawn:?}"
     );
     assert!(drawn.contains("\"rows\": 1"), "{drawn:?}");
+    // Every frame shows a report's percent with its own message ("step 2" at 50%),
+    // never a new message beside the old percent.
+    let mut frames = 0;
+    for (at, _) in drawn.match_indices("% step ") {
+        let percent: u32 = drawn[at.saturating_sub(3)..at].trim().parse().unwrap();
+        let step: u32 = drawn[at + 7..at + 8].parse().unwrap();
+        assert_eq!(percent, step * 25, "frame {frames}: {drawn:?}");
+        frames += 1;
+    }
+    assert!(frames > 0, "{drawn:?}");
 
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_params_and_cancelled_commands_read_well() {
+    #[derive(serde::Deserialize)]
+    struct Stock {
+        #[allow(dead_code)]
+        sku: String,
+    }
+    let server = NatsServer::start();
+    let url = server.url();
+    let worker = reports(&url).await;
+    let typed = Service::builder("typed")
+        .rpc("stock", |_: aegis_sdk::RpcContext, _: Stock| async move {
+            Ok::<_, HandlerError>(json!({}))
+        })
+        .build()
+        .unwrap();
+    let client = Client::connect(&ConnectOptions::new(&url)).await.unwrap();
+    typed.start(&client).await.unwrap();
+
+    // The CLI was given JSON: a refusal names JSON, not the MessagePack it never saw.
+    let refused = run(&url, &["call", "typed", "stock", r#"{"sku": 1}"#]);
+    let line = refused.error(1);
+    assert!(line.contains("JSON"), "{line}");
+    assert!(!line.contains("MessagePack"), "{line}");
+
+    // A cancelled command says so once, naming its id once.
+    let sender = Spawned::start(
+        &url,
+        &["command", "send", "reports", "linger", "--id", "lg1"],
+    );
+    eventually(Duration::from_secs(10), || {
+        let status = run(&url, &["command", "status", "lg1", "--json"]);
+        (status.code == Some(0) && status.json()["state"] == "running").then_some(())
+    });
+    run(&url, &["command", "cancel", "lg1"]).ok();
+    let line = eventually(Duration::from_secs(10), || {
+        sender.next_stderr(Duration::from_millis(100))
+    });
+    assert!(line.starts_with("error: "), "{line}");
+    assert_eq!(line.matches("lg1").count(), 1, "{line}");
+    assert!(line.contains("cancelled"), "{line}");
+    let (code, _) = sender.finish(Duration::from_secs(10));
+    assert_eq!(code, Some(1));
+    typed.stop().await.unwrap();
     worker.stop().await.unwrap();
 }

@@ -76,6 +76,65 @@ fn usage_errors_are_one_line_and_exit_2() {
 }
 
 #[test]
+fn with_json_every_error_is_one_json_object() {
+    let server = NatsServer::start();
+    let url = server.url();
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    let unreachable = format!("nats://127.0.0.1:{}", aegis_test_support::free_port());
+    for (server, args, code, kind) in [
+        (&url, &["call", "nobody", "ping"][..], 1, "no_responders"),
+        (&url, &["call", "svc", "m", "{not json"], 2, "usage"),
+        (&url, &["call", "bad.name", "m"], 2, "invalid_name"),
+        (&url, &["kv", "get", "b", "missing"], 1, "not_found"),
+        (&url, &["kv", "get", "nobucket", "k"], 1, "not_found"),
+        (&url, &["services", "nobody"], 1, "not_found"),
+        (&url, &["publish", "nodot", "{}"], 2, "usage"),
+        (&url, &["subscribe", "a..b"], 2, "invalid_name"),
+        (&url, &["command", "status", "no-such-id"], 1, "not_found"),
+        (&url, &["command", "send", "svc", "job"], 1, "no_responders"),
+        (&url, &["leader", "nobody"], 1, "not_found"),
+        (&unreachable, &["services"], 1, "connection"),
+        (&url, &["--no-such-flag", "services"], 2, "usage"),
+        (&url, &["kv", "history", "b"], 2, "usage"),
+    ] {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let failed = run(server, &all);
+        let error = failed.json_error(code);
+        assert_eq!(error["error"], kind, "{args:?}: {failed:?}");
+        assert!(!failed.stderr.starts_with("error"), "{args:?}: {failed:?}");
+        assert!(failed.stdout.is_empty(), "{args:?}: {failed:?}");
+    }
+    // The server subcommand too, when its port is taken.
+    let port = server.port().to_string();
+    let data = std::env::temp_dir().join(format!("aegis-json-{}", std::process::id()));
+    let failed = run_plain(&[
+        "server",
+        "--json",
+        "--port",
+        &port,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let error = failed.json_error(1);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("address already in use"),
+        "{failed:?}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+
+    // Without --json: the same failures as one text line.
+    let failed = run(&url, &["call", "nobody", "ping"]);
+    assert!(
+        failed.error(1).starts_with("error: no_responders: "),
+        "{failed:?}"
+    );
+}
+
+#[test]
 fn an_unreachable_server_fails_fast_with_one_line() {
     let url = format!("nats://127.0.0.1:{}", aegis_test_support::free_port());
     for args in [
@@ -179,6 +238,59 @@ fn credentials_reach_the_server() {
 }
 
 #[test]
+fn malformed_connection_arguments_are_usage_errors() {
+    for server in ["foo://bar", "::::", "nats://127.0.0.1:99999", "", " , "] {
+        let failed = run(server, &["kv", "get", "b", "k"]);
+        let line = failed.error(2);
+        assert!(line.contains("server"), "{server:?}: {failed:?}");
+        assert!(
+            failed.elapsed < Duration::from_secs(2),
+            "{server:?}: {failed:?}"
+        );
+    }
+    let url = "nats://127.0.0.1:4222";
+    let failed = run(url, &["--nkey", "SUnot-a-real-seed", "kv", "get", "b", "k"]);
+    let line = failed.error(2);
+    assert!(line.contains("NKey seed is invalid"), "{failed:?}");
+    assert!(!line.contains("not-a-real-seed"), "{failed:?}");
+    let failed = run(
+        url,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "pw",
+            "--token",
+            "t",
+            "kv",
+            "get",
+            "b",
+            "k",
+        ],
+    );
+    let line = failed.error(2);
+    assert!(line.contains("--user/--password and --token"), "{failed:?}");
+    // A credential in a malformed URL is not shown either.
+    let failed = run("foo://alice:s3cret@bar", &["kv", "get", "b", "k"]);
+    assert!(!failed.error(2).contains("s3cret"), "{failed:?}");
+}
+
+#[test]
+fn credentials_in_the_server_url_are_used() {
+    let server = NatsServer::builder()
+        .config_extra("authorization { users = [ { user: alice, password: s3cret } ] }")
+        .start();
+    let url = format!("nats://alice:s3cret@127.0.0.1:{}", server.port());
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    assert_eq!(run(&url, &["kv", "get", "b", "k"]).ok().stdout.trim(), "v");
+    let wrong = format!("nats://alice:nope@127.0.0.1:{}", server.port());
+    let denied = run(&wrong, &["kv", "get", "b", "k"]);
+    let line = denied.error(1);
+    assert!(line.contains("connection"), "{denied:?}");
+    assert!(!line.contains("nope"), "{denied:?}");
+}
+
+#[test]
 fn an_nkey_seed_authenticates() {
     let user = nkeys::KeyPair::new_user();
     let seed = user.seed().unwrap();
@@ -239,23 +351,43 @@ fn a_closed_pipe_ends_the_output_quietly() {
 }
 
 #[test]
-fn a_server_without_jetstream_is_one_line_too() {
+fn a_server_without_jetstream_says_so_in_one_line() {
     let server = NatsServer::builder().jetstream(false).start();
     let url = server.url();
     for args in [
         &["subscribe", "order.*", "--for", "5"][..],
         &["publish", "order.created", "{}"],
         &["kv", "put", "b", "k", "v"],
+        &["kv", "get", "b", "k"],
+        &["kv", "ls", "b"],
         &["command", "send", "reports", "generate"],
+        &["command", "status", "abc"],
+        &["command", "cancel", "abc"],
+        &["services"],
+        &["services", "--watch", "--count", "1"],
+        &["leader", "ledger"],
+        &["bench", "events", "--count", "1", "--load", "1"],
+        &["demo", "--calls", "1"],
     ] {
         let failed = run(&url, args);
-        failed.error(1);
+        let line = failed.error(1);
+        assert!(
+            line.contains("JetStream is not enabled"),
+            "{args:?}: {line}"
+        );
         assert!(
             failed.elapsed < Duration::from_secs(5),
             "{args:?} took {:?}",
             failed.elapsed
         );
+        let mut json = args.to_vec();
+        json.push("--json");
+        let failed = run(&url, &json);
+        assert_eq!(failed.json_error(1)["error"], "jetstream_not_enabled");
     }
+    // RPC needs no JetStream.
+    run(&url, &["call", "nobody", "ping"]).error(1);
+    run(&url, &["bench", "rpc", "--count", "5", "--load", "10"]).ok();
 }
 
 #[test]
@@ -278,4 +410,36 @@ fn ctrl_c_ends_streaming_subcommands_cleanly() {
     watching.interrupt();
     let (code, _) = watching.finish(Duration::from_secs(10));
     assert_eq!(code, Some(0));
+}
+
+#[test]
+fn very_long_names_are_refused_at_once_without_being_echoed() {
+    let server = NatsServer::start();
+    let url = server.url();
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    let key = "k".repeat(100_000);
+    let pattern = vec!["order"; 1_000].join(".");
+    let token = "t".repeat(5_000);
+    for args in [
+        &["kv", "get", "b", key.as_str()][..],
+        &["kv", "put", "b", key.as_str(), "v"],
+        &["kv", "history", "b", key.as_str()],
+        &["kv", "get", key.as_str(), "k"],
+        &["subscribe", pattern.as_str()],
+        &["publish", &format!("order.{token}"), "{}"],
+        &["call", "svc", token.as_str()],
+        &["call", "svc", "m", "--instance", token.as_str()],
+        &["command", "status", token.as_str()],
+    ] {
+        let failed = run(&url, args);
+        let line = failed.error(2);
+        // Cut short, with the length it had.
+        assert!(line.contains("…\" (") && line.contains(" bytes)"), "{line}");
+        assert!(line.len() < 300, "{} bytes: {line}", line.len());
+        assert!(
+            failed.elapsed < Duration::from_secs(2),
+            "{:?}",
+            failed.elapsed
+        );
+    }
 }

@@ -137,6 +137,20 @@ fn publish_and_subscribe_refuse_bad_arguments() {
         .contains("JSON object"));
     run(&url, &["publish", "order.*", "{}"]).error(2);
     run(&url, &["subscribe", "order.>.x"]).error(2);
+    // Patterns and events are relative to `events.`: the prefix is refused with a hint.
+    let failed = run(&url, &["subscribe", "events.order.*"]);
+    assert!(failed.error(2).contains("write order.*"), "{failed:?}");
+    let failed = run(&url, &["publish", "events.order.created", "{}"]);
+    assert!(
+        failed.error(2).contains("write order.created"),
+        "{failed:?}"
+    );
+    // The payload is one thing: "payload: not valid JSON", not "payload are".
+    let failed = run(&url, &["publish", "order.created", "{oops"]);
+    assert!(
+        failed.error(2).contains("payload: not valid JSON"),
+        "{failed:?}"
+    );
     run(&url, &["subscribe", "order.*", "--mode", "sometimes"]).error(2);
     run(&url, &["subscribe", "order.*", "--group", "no.dots"]).error(2);
 }

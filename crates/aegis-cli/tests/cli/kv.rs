@@ -229,3 +229,26 @@ fn kv_watch_prints_current_values_then_changes() {
         (Some("beta"), Some(3))
     );
 }
+
+#[test]
+fn zero_limits_and_counts_are_usage_errors() {
+    let server = NatsServer::start();
+    let url = server.url();
+    run(&url, &["kv", "put", "b", "k", "v"]).ok();
+    // Not a false "no key": the key is there, 0 revisions is what is wrong.
+    let failed = run(&url, &["kv", "history", "b", "k", "--limit", "0"]);
+    let line = failed.error(2);
+    assert!(line.contains("--limit"), "{failed:?}");
+    assert!(!line.contains("no key"), "{failed:?}");
+    run(&url, &["kv", "history", "b", "k", "--limit", "1"]).ok();
+    for args in [
+        &["kv", "watch", "b", "--count", "0"][..],
+        &["subscribe", "order.*", "--count", "0"],
+        &["services", "--watch", "--count", "0"],
+        &["demo", "--calls", "0"],
+    ] {
+        let failed = run(&url, args);
+        assert!(failed.error(2).contains("0"), "{args:?}: {failed:?}");
+        assert!(failed.elapsed < Duration::from_secs(5), "{args:?}");
+    }
+}

@@ -61,23 +61,23 @@ async fn leader_shows_the_leader_and_its_fencing_token() {
     assert!(text.contains(&format!("fencing token  {token}")), "{text}");
     assert!(text.contains("since"), "{text}");
 
-    // The registry shows who leads and who stands by.
+    // The registry shows who leads (the lease holder) and who stands by.
     let rows = eventually(Duration::from_secs(10), || {
         let table = run(&url, &["services", "ledger"]).ok().stdout;
         let rows: Vec<String> = table.lines().skip(1).map(str::to_owned).collect();
         let active = rows
             .iter()
-            .filter(|r| r.contains("ACTIVE (default)"))
+            .filter(|r| r.contains("leader (default)"))
             .count();
         let standby = rows
             .iter()
-            .filter(|r| r.contains("STANDBY (default)"))
+            .filter(|r| r.contains("standby (default)"))
             .count();
         (active == 1 && standby == 1).then_some(rows)
     });
     assert!(
         rows.iter()
-            .any(|r| r.contains(&leader) && r.contains("ACTIVE (default)")),
+            .any(|r| r.contains(&leader) && r.contains("leader (default)")),
         "{rows:?}"
     );
 

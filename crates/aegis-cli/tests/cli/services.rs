@@ -7,7 +7,7 @@ use aegis_sdk::{Client, ConnectOptions, HandlerError, RpcContext, Service};
 use aegis_test_support::NatsServer;
 use serde_json::{json, Value};
 
-use crate::support::{run, Spawned};
+use crate::support::{eventually, run, Spawned};
 
 async fn inventory(url: &str, instance: &str) -> Service {
     let service = Service::builder("inventory")
@@ -194,4 +194,131 @@ async fn services_watch_refreshes_and_stops_after_count() {
 
     first.stop().await.unwrap();
     second.stop().await.unwrap();
+}
+
+/// `aegis leader ledger --json`'s leader, once there is one.
+fn current_leader(url: &str) -> Option<String> {
+    let shown = run(url, &["leader", "ledger", "--json"]);
+    (shown.code == Some(0)).then(|| shown.json()["leader"].as_str().unwrap().to_owned())
+}
+
+/// The rows of `aegis services ledger --json`, by instance id.
+fn ledger_rows(url: &str) -> Vec<(String, Value)> {
+    let listing = run(url, &["services", "ledger", "--json"]);
+    if listing.code != Some(0) {
+        return Vec::new();
+    }
+    listing
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["instanceId"].as_str().unwrap().to_owned(), row.clone()))
+        .collect()
+}
+
+#[test]
+fn the_leader_column_follows_the_lease_after_a_leader_is_killed() {
+    let server = NatsServer::start();
+    let url = server.url();
+    // Two single-active `ledger` processes (the demo's nodes), registered.
+    let nodes: Vec<(&str, Spawned)> = ["ledger-n0", "ledger-n1"]
+        .into_iter()
+        .map(|id| {
+            (
+                id,
+                Spawned::start_with_stdin(&url, &["demo-node", "--instance", id]),
+            )
+        })
+        .collect();
+    let leader = eventually(Duration::from_secs(15), || current_leader(&url));
+    eventually(Duration::from_secs(15), || {
+        (ledger_rows(&url).len() == 2).then_some(())
+    });
+    for (id, row) in ledger_rows(&url) {
+        assert_eq!(row["leader"], json!(id == leader), "{row}");
+        assert_eq!(row["stale"], json!(false), "{row}");
+    }
+
+    // kill -9 the leader: its entry stays (ACTIVE, heartbeat not yet old) until its
+    // time-to-live runs out, but the lease moves on at once.
+    let (_, killed) = nodes.iter().find(|(id, _)| *id == leader).unwrap();
+    killed.signal("KILL");
+    let successor = eventually(Duration::from_secs(15), || {
+        current_leader(&url).filter(|now| *now != leader)
+    });
+    let rows = ledger_rows(&url);
+    assert_eq!(rows.len(), 2, "the dead entry is still listed: {rows:?}");
+    for (id, row) in &rows {
+        assert_eq!(row["leader"], json!(*id == successor), "{row}");
+    }
+    let table = run(&url, &["services", "ledger"]).ok().stdout;
+    let leaders: Vec<&str> = table
+        .lines()
+        .filter(|line| line.contains("leader (default)"))
+        .collect();
+    assert_eq!(leaders.len(), 1, "{table}");
+    assert!(leaders[0].contains(&successor), "{table}");
+    let dead = table.lines().find(|line| line.contains(&leader)).unwrap();
+    assert!(dead.contains("standby (default)"), "{table}");
+}
+
+#[test]
+fn entries_that_missed_two_heartbeats_are_marked_stale() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let ago = |secs: i64| {
+        (chrono::Utc::now() - chrono::Duration::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .replace('Z', "+00:00")
+    };
+    // Heartbeats every second: 3 s of silence is stale, 1 s is not.
+    for (id, age, interval) in [
+        ("w-late", 3, 1.0),
+        ("w-fresh", 1, 1.0),
+        ("w-default", 7, 0.0),
+    ] {
+        let mut metadata = json!({});
+        if interval > 0.0 {
+            metadata = json!({"heartbeatIntervalSeconds": interval});
+        }
+        let entry = json!({
+            "serviceName": "worker", "instanceId": id, "version": "1.0.0",
+            "status": "ACTIVE", "lastHeartbeat": ago(age),
+            "stickyActiveGroup": null, "stickyActiveStatus": null, "metadata": metadata,
+        });
+        run(
+            &url,
+            &[
+                "kv",
+                "put",
+                "service_registry",
+                &format!("service-instances__worker__{id}"),
+                &entry.to_string(),
+            ],
+        )
+        .ok();
+    }
+    let listing = run(&url, &["services", "worker", "--json"]).ok().json();
+    let stale: Vec<(&str, bool)> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["instanceId"].as_str().unwrap(),
+                row["stale"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // Without an interval of its own, an entry gets the default 5 s: 7 s is not stale.
+    assert_eq!(
+        stale,
+        [("w-default", false), ("w-fresh", false), ("w-late", true)]
+    );
+    let table = run(&url, &["services", "worker"]).ok().stdout;
+    let late = table.lines().find(|l| l.contains("w-late")).unwrap();
+    assert!(late.contains("ACTIVE (stale)"), "{table}");
+    let fresh = table.lines().find(|l| l.contains("w-fresh")).unwrap();
+    assert!(!fresh.contains("stale"), "{table}");
 }

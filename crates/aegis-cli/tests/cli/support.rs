@@ -59,6 +59,22 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Asserts the exit code and exactly one line on stderr, a JSON object with the
+    /// string fields `error` and `message`, and returns it.
+    #[track_caller]
+    pub(crate) fn json_error(&self, code: i32) -> Value {
+        assert_eq!(self.code, Some(code), "{self:#?}");
+        assert_eq!(self.stderr.lines().count(), 1, "not one line: {self:#?}");
+        let error: Value = serde_json::from_str(self.stderr.trim())
+            .unwrap_or_else(|e| panic!("stderr is not JSON ({e}): {self:#?}"));
+        assert!(error["error"].is_string(), "{self:#?}");
+        assert!(error["message"].is_string(), "{self:#?}");
+        assert_eq!(error.as_object().unwrap().len(), 2, "{self:#?}");
+        error
+    }
+}
+
 /// Runs `aegis --server URL ARGS...` to the end.
 pub(crate) fn run(url: &str, args: &[&str]) -> Run {
     let mut all = vec!["--server", url];
@@ -81,6 +97,8 @@ pub(crate) fn run_plain(args: &[&str]) -> Run {
 /// An `aegis` process still running, its output read line by line; killed when dropped.
 pub(crate) struct Spawned {
     child: Child,
+    /// Kept open for processes that run until their stdin closes.
+    _stdin: Option<std::process::ChildStdin>,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
 }
@@ -100,8 +118,30 @@ fn lines(from: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
 impl Spawned {
     /// Starts `aegis --server URL ARGS...`.
     pub(crate) fn start(url: &str, args: &[&str]) -> Spawned {
-        let mut child = aegis()
-            .args(["--server", url])
+        let mut all = vec!["--server", url];
+        all.extend_from_slice(args);
+        Spawned::start_plain(&all)
+    }
+
+    /// Starts `aegis ARGS...`.
+    pub(crate) fn start_plain(args: &[&str]) -> Spawned {
+        Spawned::spawn(args, false)
+    }
+
+    /// Starts `aegis --server URL ARGS...` with a stdin that stays open while this
+    /// lives (`demo-node` runs until its stdin closes).
+    pub(crate) fn start_with_stdin(url: &str, args: &[&str]) -> Spawned {
+        let mut all = vec!["--server", url];
+        all.extend_from_slice(args);
+        Spawned::spawn(&all, true)
+    }
+
+    fn spawn(args: &[&str], stdin: bool) -> Spawned {
+        let mut command = aegis();
+        if stdin {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -110,6 +150,7 @@ impl Spawned {
         let stdout = lines(child.stdout.take().unwrap());
         let stderr = lines(child.stderr.take().unwrap());
         Spawned {
+            _stdin: child.stdin.take(),
             child,
             stdout,
             stderr,
@@ -118,11 +159,26 @@ impl Spawned {
 
     /// Sends SIGINT, as Ctrl-C in a terminal does.
     pub(crate) fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, `KILL`...).
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stderr line, waiting up to `timeout`.
+    pub(crate) fn next_stderr(&self, timeout: Duration) -> Option<String> {
+        self.stderr.recv_timeout(timeout).ok()
     }
 
     /// The next line on stdout, waiting up to `timeout`.
@@ -171,6 +227,12 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether something accepts TCP connections at the `nats://HOST:PORT` URL.
+pub(crate) fn listening(url: &str) -> bool {
+    let address = url.trim_start_matches("nats://");
+    std::net::TcpStream::connect(address).is_ok()
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, up to `timeout`.

@@ -34,7 +34,7 @@ pub struct RegistryOptions {
     /// The status announced at start (default ACTIVE).
     pub initial_status: InstanceStatus,
     /// Extra metadata, merged over the SDK's own (host, pid, startedAt, methods,
-    /// subscriptions).
+    /// subscriptions, heartbeatIntervalSeconds).
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -224,6 +224,11 @@ impl Component for Registration {
         metadata.insert("startedAt".into(), now_timestamp().into());
         metadata.insert("methods".into(), context.methods().into());
         metadata.insert("subscriptions".into(), context.descriptions().into());
+        // Lets readers tell a live entry from one whose heartbeats stopped.
+        metadata.insert(
+            "heartbeatIntervalSeconds".into(),
+            self.options.heartbeat_interval.as_secs_f64().into(),
+        );
         metadata.extend(self.options.metadata.clone());
         entry.metadata = metadata;
 

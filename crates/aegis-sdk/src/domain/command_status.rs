@@ -156,7 +156,10 @@ pub fn check_command_id(id: &str) -> Result<()> {
     } else {
         Err(Error::new(
             ErrorKind::InvalidName,
-            format!("invalid command id {id:?}: must be 1 to 128 letters, digits, '_' or '-'"),
+            format!(
+                "invalid command id {}: must be 1 to 128 letters, digits, '_' or '-'",
+                crate::domain::names::excerpt(id)
+            ),
         ))
     }
 }

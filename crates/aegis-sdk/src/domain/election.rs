@@ -48,7 +48,10 @@ impl GroupName {
         if !valid {
             return Err(Error::new(
                 ErrorKind::InvalidName,
-                format!("invalid group {value:?}: must be 1-64 letters, digits, '_' or '-'"),
+                format!(
+                    "invalid group {}: must be 1-64 letters, digits, '_' or '-'",
+                    crate::domain::names::excerpt(&value)
+                ),
             ));
         }
         Ok(GroupName(value))

@@ -6,7 +6,13 @@
 
 use std::fmt;
 
+use crate::domain::names::excerpt;
 use crate::error::{Error, ErrorKind, Result};
+
+/// The longest pattern, in bytes. It travels (as `events.{pattern}`) in NATS control
+/// lines of at most 4096 bytes by default; a much longer one is refused at once
+/// instead of timing out.
+pub const PATTERN_MAX: usize = 1024;
 
 /// A validated event subscription pattern.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -16,7 +22,8 @@ impl EventPattern {
     /// Validates a pattern.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidName`] for an empty pattern, an empty token, a token with
+    /// [`ErrorKind::InvalidName`] for an empty pattern, one longer than
+    /// [`PATTERN_MAX`] bytes, an empty token, a token with
     /// characters other than `[a-zA-Z0-9_-]` (and not a lone `*` or `>`), or `>` before
     /// the last token.
     ///
@@ -34,11 +41,14 @@ impl EventPattern {
         let invalid = |rule: &str| {
             Error::new(
                 ErrorKind::InvalidName,
-                format!("invalid event pattern {pattern:?}: {rule}"),
+                format!("invalid event pattern {}: {rule}", excerpt(&pattern)),
             )
         };
         if pattern.is_empty() {
             return Err(invalid("must not be empty"));
+        }
+        if pattern.len() > PATTERN_MAX {
+            return Err(invalid(&format!("must be at most {PATTERN_MAX} bytes")));
         }
         let tokens: Vec<&str> = pattern.split('.').collect();
         for (i, token) in tokens.iter().enumerate() {
@@ -143,6 +153,23 @@ mod tests {
             let err = EventPattern::new(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn long_patterns_are_refused_without_echoing_them() {
+        // `a.a.a...`: valid tokens, only too long.
+        let at_max = vec!["a"; PATTERN_MAX / 2].join(".");
+        assert!(at_max.len() <= PATTERN_MAX);
+        assert!(EventPattern::new(at_max).is_ok());
+        let long = vec!["order"; 1_000].join(".");
+        let err = EventPattern::new(long).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName);
+        assert!(
+            err.message().contains("at most 1024 bytes"),
+            "{}",
+            err.message()
+        );
+        assert!(err.message().len() < 200, "{}", err.message());
     }
 
     #[test]

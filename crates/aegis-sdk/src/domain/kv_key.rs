@@ -8,12 +8,22 @@
 //! [`encode_key`] maps any non-empty string to a valid key (`user:123` becomes
 //! `user=3A123`) and [`decode_key`] maps it back.
 
+use crate::domain::names::excerpt;
 use crate::error::{Error, ErrorKind, Result};
+
+/// The longest key, in bytes. A key travels in the subject `$KV.{bucket}.{key}` of a
+/// NATS control line (at most 4096 bytes by default), so a much longer one could never
+/// be read or written; it is refused at once instead of timing out.
+pub const KEY_MAX: usize = 1024;
+
+/// The longest bucket name, in bytes (its stream, `KV_{bucket}`, is a folder name on
+/// the server).
+pub const BUCKET_MAX: usize = 200;
 
 fn invalid(what: &str, value: &str, rule: &str) -> Error {
     Error::new(
         ErrorKind::InvalidName,
-        format!("invalid {what} {value:?}: {rule}"),
+        format!("invalid {what} {}: {rule}", excerpt(value)),
     )
 }
 
@@ -24,11 +34,19 @@ fn is_key_char(c: char) -> bool {
 /// Checks that `key` is a valid KV key.
 ///
 /// # Errors
-/// [`ErrorKind::InvalidName`] when it is empty, holds a character outside
-/// `[-/_=.a-zA-Z0-9]`, or has an empty token (leading, trailing or doubled dot).
+/// [`ErrorKind::InvalidName`] when it is empty, longer than [`KEY_MAX`] bytes, holds a
+/// character outside `[-/_=.a-zA-Z0-9]`, or has an empty token (leading, trailing or
+/// doubled dot).
 pub fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(invalid("key", key, "must not be empty"));
+    }
+    if key.len() > KEY_MAX {
+        return Err(invalid(
+            "key",
+            key,
+            &format!("must be at most {KEY_MAX} bytes"),
+        ));
     }
     if let Some(c) = key.chars().find(|&c| !is_key_char(c) && c != '.') {
         return Err(invalid(
@@ -60,13 +78,20 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
         .map_err(|e| invalid("key prefix", prefix, e.message()))
 }
 
-/// Checks a bucket name: `[a-zA-Z0-9_-]+`.
+/// Checks a bucket name: `[a-zA-Z0-9_-]+`, at most [`BUCKET_MAX`] bytes.
 ///
 /// # Errors
 /// [`ErrorKind::InvalidName`] otherwise.
 pub fn validate_bucket(bucket: &str) -> Result<()> {
     if bucket.is_empty() {
         return Err(invalid("bucket", bucket, "must not be empty"));
+    }
+    if bucket.len() > BUCKET_MAX {
+        return Err(invalid(
+            "bucket",
+            bucket,
+            &format!("must be at most {BUCKET_MAX} bytes"),
+        ));
     }
     if !bucket
         .chars()
@@ -160,6 +185,24 @@ mod tests {
                 "{key:?}"
             );
         }
+    }
+
+    #[test]
+    fn long_keys_and_buckets_are_refused_without_echoing_them() {
+        validate_key(&"k".repeat(KEY_MAX)).unwrap();
+        let long = "k".repeat(100_000);
+        for error in [
+            validate_key(&long).unwrap_err(),
+            validate_key(&"k".repeat(KEY_MAX + 1)).unwrap_err(),
+            validate_prefix(&long).unwrap_err(),
+            validate_bucket(&long).unwrap_err(),
+        ] {
+            assert_eq!(error.kind(), ErrorKind::InvalidName);
+            assert!(error.message().len() < 300, "{}", error.message());
+            assert!(error.message().contains("at most"), "{}", error.message());
+        }
+        validate_bucket(&"b".repeat(BUCKET_MAX)).unwrap();
+        assert!(validate_bucket(&"b".repeat(BUCKET_MAX + 1)).is_err());
     }
 
     #[test]

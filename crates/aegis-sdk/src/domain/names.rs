@@ -11,10 +11,37 @@ use crate::error::{Error, ErrorKind, Result};
 
 const SERVICE_NAME_MAX: usize = 64;
 
+/// The longest method name, instance id, event domain or event type, in bytes.
+pub const TOKEN_MAX: usize = 256;
+
+/// How many characters of a refused value [`excerpt`] shows.
+const EXCERPT_CHARS: usize = 64;
+
+/// `value` quoted for an error message, cut to its first 64 characters (then `…` and
+/// its length in bytes) so that a huge value does not flood the message.
+///
+/// # Examples
+/// ```
+/// use aegis_sdk::domain::names::excerpt;
+/// assert_eq!(excerpt("a.b"), "\"a.b\"");
+/// let long = excerpt(&"x".repeat(100_000));
+/// assert!(long.ends_with("…\" (100000 bytes)") && long.len() < 100);
+/// ```
+pub fn excerpt(value: &str) -> String {
+    match value.char_indices().nth(EXCERPT_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => {
+            let shown = format!("{:?}", &value[..end]);
+            let open = &shown[..shown.len() - 1];
+            format!("{open}…\" ({} bytes)", value.len())
+        }
+    }
+}
+
 fn invalid(what: &str, value: &str, rule: &str) -> Error {
     Error::new(
         ErrorKind::InvalidName,
-        format!("invalid {what} {value:?}: {rule}"),
+        format!("invalid {what} {}: {rule}", excerpt(value)),
     )
 }
 
@@ -25,6 +52,13 @@ fn check_identifier(what: &str, value: &str, allow_dash: bool, max: usize) -> Re
     } else {
         "must start with a letter and contain only letters, digits and '_'"
     };
+    if value.len() > max {
+        return Err(invalid(
+            what,
+            value,
+            &format!("must be at most {max} characters"),
+        ));
+    }
     let mut chars = value.chars();
     match chars.next() {
         None => return Err(invalid(what, value, "must not be empty")),
@@ -34,20 +68,20 @@ fn check_identifier(what: &str, value: &str, allow_dash: bool, max: usize) -> Re
     if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (allow_dash && c == '-')) {
         return Err(invalid(what, value, rule));
     }
-    if value.len() > max {
-        return Err(invalid(
-            what,
-            value,
-            &format!("must be at most {max} characters"),
-        ));
-    }
     Ok(())
 }
 
-/// One subject token: `[a-zA-Z0-9_-]+`.
+/// One subject token: `[a-zA-Z0-9_-]+`, at most [`TOKEN_MAX`] bytes.
 fn check_token(what: &str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(invalid(what, value, "must not be empty"));
+    }
+    if value.len() > TOKEN_MAX {
+        return Err(invalid(
+            what,
+            value,
+            &format!("must be at most {TOKEN_MAX} characters"),
+        ));
     }
     if !value
         .chars()
@@ -128,20 +162,22 @@ name_type!(
     ServiceName
 );
 name_type!(
-    /// An RPC method or command name: `^[a-zA-Z][a-zA-Z0-9_]*$`.
+    /// An RPC method or command name: `^[a-zA-Z][a-zA-Z0-9_]*$`, at most 256 characters.
     MethodName
 );
 name_type!(
-    /// An instance id: one subject token (`[a-zA-Z0-9_-]+`); by default
+    /// An instance id: one subject token (`[a-zA-Z0-9_-]+`, at most 256 characters); by default
     /// `{service}-{8 lowercase hex digits}`.
     InstanceId
 );
 name_type!(
-    /// An event domain, the first token after `events.`: `[a-zA-Z0-9_-]+`.
+    /// An event domain, the first token after `events.`: `[a-zA-Z0-9_-]+`, at most 256
+    /// characters.
     EventDomain
 );
 name_type!(
-    /// An event type, the second token after `events.`: `[a-zA-Z0-9_-]+`.
+    /// An event type, the second token after `events.`: `[a-zA-Z0-9_-]+`, at most 256
+    /// characters.
     EventType
 );
 
@@ -164,7 +200,7 @@ impl MethodName {
     /// [`ErrorKind::InvalidName`] when the name breaks the rule above.
     pub fn new(value: impl Into<String>) -> Result<Self> {
         let value = value.into();
-        check_identifier("method name", &value, false, 256)?;
+        check_identifier("method name", &value, false, TOKEN_MAX)?;
         Ok(MethodName(value))
     }
 }
@@ -254,6 +290,34 @@ mod tests {
         assert!(suffix
             .chars()
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    }
+
+    #[test]
+    fn long_values_are_refused_and_not_echoed_in_full() {
+        let long = "x".repeat(100_000);
+        for error in [
+            ServiceName::new(long.as_str()).unwrap_err(),
+            MethodName::new(long.as_str()).unwrap_err(),
+            InstanceId::new(long.as_str()).unwrap_err(),
+            EventDomain::new(long.as_str()).unwrap_err(),
+            EventType::new(long.as_str()).unwrap_err(),
+        ] {
+            assert_eq!(error.kind(), ErrorKind::InvalidName);
+            assert!(error.message().len() < 200, "{}", error.message());
+            assert!(
+                error.message().contains("(100000 bytes)"),
+                "{}",
+                error.message()
+            );
+        }
+        assert!(MethodName::new("m".repeat(TOKEN_MAX)).is_ok());
+        assert!(MethodName::new("m".repeat(TOKEN_MAX + 1)).is_err());
+        assert!(InstanceId::new("i".repeat(TOKEN_MAX)).is_ok());
+        assert!(InstanceId::new("i".repeat(TOKEN_MAX + 1)).is_err());
+        // Short values are shown whole; long ones cut on a character boundary.
+        assert_eq!(excerpt("short"), "\"short\"");
+        let cut = excerpt(&"é".repeat(100));
+        assert_eq!(cut, format!("\"{}…\" (200 bytes)", "é".repeat(64)));
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
-use crate::local_server::{free_port, LocalServer};
-use crate::output::{print_json, CliError, CliResult};
+use crate::local_server::LocalServer;
+use crate::output::{interrupted, print_json, CliError, CliResult};
 use crate::Global;
 
 /// What to measure.
@@ -42,11 +42,11 @@ pub(crate) struct Args {
     kind: Kind,
     /// Sequential operations per side, for the latency histogram (default: rpc 2000,
     /// events 1000, commands 300).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = crate::output::positive)]
     count: Option<u64>,
     /// Operations per side for the throughput (default: rpc and events 10000,
     /// commands 2000).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = crate::output::positive)]
     load: Option<u64>,
     /// Operations in flight at once during the throughput phase.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -194,7 +194,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
     let (_server, global) = match &global.server {
         Some(_) => (None, global.clone()),
         None => {
-            let server = LocalServer::start(free_port()?, None)?;
+            let server = LocalServer::start(0, None).await?;
             let global = Global {
                 server: Some(server.url()),
                 ..global.clone()
@@ -202,10 +202,22 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
             (Some(server), global)
         }
     };
-    let (raw, sdk) = match args.kind {
-        Kind::Rpc => rpc::run(&global, sizes).await?,
-        Kind::Events => events::run(&global, sizes).await?,
-        Kind::Commands => commands::run(&global, sizes).await?,
+    if !matches!(args.kind, Kind::Rpc) {
+        // Events and commands live in JetStream: say so at once if it is off.
+        global.connect_jetstream().await?;
+    }
+    // A signal stops the benchmark and, with it, everything it started.
+    let stop = interrupted();
+    let measured = async {
+        match args.kind {
+            Kind::Rpc => rpc::run(&global, sizes).await,
+            Kind::Events => events::run(&global, sizes).await,
+            Kind::Commands => commands::run(&global, sizes).await,
+        }
+    };
+    let (raw, sdk) = tokio::select! {
+        measured = measured => measured?,
+        signal = stop => return Err(CliError::stopped_by(signal, "the benchmark")),
     };
     report(global.json, args.kind, sizes, &raw, &sdk);
     Ok(())

@@ -6,7 +6,7 @@ use aegis_sdk::{CommandContext, HandlerError, Priority, Service};
 use serde_json::{json, Value};
 
 use super::Narrator;
-use crate::commands::command::progress_bar;
+use crate::commands::command::{progress_bar, show_progress};
 use crate::output::{stdout_is_terminal, CliResult};
 use crate::Global;
 
@@ -45,8 +45,7 @@ pub(super) async fn run(global: &Global, say: &Narrator) -> CliResult<Value> {
         if !terminal {
             say.line(&format!("{:>5.1}% {}", progress.percent, progress.message));
         }
-        bar.set_message(progress.message);
-        bar.set_position(progress.percent.clamp(0.0, 100.0).round() as u64);
+        show_progress(&bar, progress.percent, &progress.message);
     }
     // The finished bar stays; what follows goes below it.
     bar.finish();

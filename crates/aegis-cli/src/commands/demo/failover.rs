@@ -4,6 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aegis_sdk::application::registration::RegistryOptions;
 use aegis_sdk::{Client, FailoverPolicy, HandlerError, RpcContext, Service};
 use serde_json::{json, Value};
 
@@ -25,6 +26,8 @@ pub(crate) async fn node(global: &Global, args: NodeArgs) -> CliResult {
     let service = Service::builder("ledger")
         .instance_id(args.instance)
         .single_active("default", FailoverPolicy::aggressive())
+        // Listed by `aegis services` (with who holds the lease) while the demo runs.
+        .with_registry(RegistryOptions::default())
         .exclusive_rpc("whoami", |ctx: RpcContext, _: Value| async move {
             Ok::<_, HandlerError>(json!({
                 "leader": ctx.instance_id().as_str(),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::local_server::{free_port, LocalServer};
-use crate::output::CliResult;
+use crate::local_server::LocalServer;
+use crate::output::{interrupted, CliError, CliResult};
 use crate::Global;
 
 pub(crate) use failover::{node, NodeArgs};
@@ -23,9 +23,9 @@ pub(crate) use failover::{node, NodeArgs};
 /// Arguments of `aegis demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// RPC calls to make.
-    #[arg(long, default_value_t = 300)]
-    calls: usize,
+    /// RPC calls to make (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = crate::output::positive)]
+    calls: u64,
 }
 
 /// What the steps print as they go, unless `--json` asked for one document at the end.
@@ -61,6 +61,17 @@ pub(crate) fn micros(duration: Duration) -> f64 {
 }
 
 pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
+    // A signal (Ctrl-C, SIGTERM, SIGHUP) stops the demo where it is; dropping its steps
+    // stops the services, the node processes and the server, and removes the server's
+    // temporary folder.
+    let stop = interrupted();
+    tokio::select! {
+        result = demo(global, args) => result,
+        signal = stop => Err(CliError::stopped_by(signal, "the demo")),
+    }
+}
+
+async fn demo(global: &Global, args: Args) -> CliResult {
     let started = Instant::now();
     let say = Narrator { json: global.json };
 
@@ -69,7 +80,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
         Some(url) => (None, url.clone()),
         None => {
             say.step("starting a local nats-server with JetStream");
-            let server = LocalServer::start(free_port()?, None)?;
+            let server = LocalServer::start(0, None).await?;
             let url = server.url();
             say.line(&format!("listening on {url}"));
             (Some(server), url)
@@ -79,11 +90,18 @@ pub(crate) async fn run(global: &Global, args: Args) -> CliResult {
         server: Some(url.clone()),
         ..global.clone()
     };
+    // Every step but plain RPC needs JetStream: find out at once, not in step two.
+    global.connect_jetstream().await?;
 
     let mut report = serde_json::Map::new();
     report.insert("server".into(), json!(url));
 
-    let rpc = rpc::run(&global, &say, args.calls).await?;
+    let rpc = rpc::run(
+        &global,
+        &say,
+        usize::try_from(args.calls).unwrap_or(usize::MAX),
+    )
+    .await?;
     report.insert("rpc".into(), rpc);
     report.insert("events".into(), events::run(&global, &say).await?);
     report.insert("command".into(), commands::run(&global, &say).await?);

@@ -45,6 +45,11 @@ impl ReconnectPolicy {
 ///
 /// Build it in code, or read it from the environment with [`ConnectOptions::from_env`].
 /// Credentials are never shown by `Debug`.
+///
+/// A server URL may carry credentials, `nats://user:password@host:4222` or
+/// `nats://token@host:4222` (percent-encoded where needed); they are used when no
+/// explicit credentials (user and password, token, NKey seed, credentials file) are set,
+/// and are never shown in messages or logs.
 #[derive(Clone, Default)]
 pub struct ConnectOptions {
     /// Server URLs, tried in order (default [`DEFAULT_URL`]).
@@ -178,6 +183,81 @@ impl ConnectOptions {
         Ok(options)
     }
 
+    /// Checks the options without connecting: every server URL parses (scheme `nats`,
+    /// `tls`, `ws` or `wss`, a host, a port that fits), the NKey seed is a valid seed,
+    /// and at most one way to authenticate is set (user and password, token, NKey
+    /// seed, credentials file; credentials in a URL yield to any of them).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) naming what is
+    /// wrong, never showing a secret.
+    pub fn validate(&self) -> Result<()> {
+        self.servers()?;
+        if self.user.is_some() != self.password.is_some() {
+            return Err(Error::invalid_argument(
+                "user and password must be set together",
+            ));
+        }
+        let ways = [
+            self.user.is_some(),
+            self.token.is_some(),
+            self.nkey_seed.is_some(),
+            self.credentials_file.is_some(),
+        ];
+        if ways.iter().filter(|set| **set).count() > 1 {
+            return Err(Error::invalid_argument(
+                "set only one of user and password, token, NKey seed and credentials file",
+            ));
+        }
+        if let Some(seed) = &self.nkey_seed {
+            // A seed is secret: the message says what is wrong, never what it is.
+            nkeys::KeyPair::from_seed(seed).map_err(|_| {
+                Error::invalid_argument(
+                    "the NKey seed is invalid (expected a user seed, 'SU' and 56 more characters)",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The server addresses, parsed, without the credentials they may carry, and those
+    /// credentials (from the first URL that has some).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a URL that
+    /// does not parse; the message shows it with its credentials redacted.
+    pub(crate) fn servers(&self) -> Result<(Vec<async_nats::ServerAddr>, Option<UrlAuth>)> {
+        let mut addresses = Vec::new();
+        let mut auth = None;
+        for url in self.server_urls() {
+            let invalid = |why: &str| {
+                Error::invalid_argument(format!("invalid server URL {:?}: {why}", redact_url(&url)))
+            };
+            let address: async_nats::ServerAddr = url.parse().map_err(|e: std::io::Error| {
+                // url's own wording, without the input it may echo.
+                invalid(&e.to_string().replace("NATS server URL is invalid: ", ""))
+            })?;
+            let mut url = address.into_inner();
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(invalid("no host"));
+            }
+            if auth.is_none() && !url.username().is_empty() {
+                let user = percent_decode(url.username());
+                auth = Some(match url.password() {
+                    Some(password) => UrlAuth::UserAndPassword(user, percent_decode(password)),
+                    None => UrlAuth::Token(user),
+                });
+            }
+            // Out of the URL: async-nats neither uses nor hides them.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            let address =
+                async_nats::ServerAddr::from_url(url).map_err(|e| invalid(&e.to_string()))?;
+            addresses.push(address);
+        }
+        Ok((addresses, auth))
+    }
+
     /// The servers to use: the configured ones, or [`DEFAULT_URL`].
     pub fn server_urls(&self) -> Vec<String> {
         if self.servers.is_empty() {
@@ -238,6 +318,38 @@ pub fn redact_url(url: &str) -> String {
         Some(scheme) => format!("{scheme}://{rest}"),
         None => rest,
     }
+}
+
+/// Credentials found in a server URL.
+pub(crate) enum UrlAuth {
+    /// `user:password@`.
+    UserAndPassword(String, String),
+    /// A lone `token@`.
+    Token(String),
+}
+
+/// Decodes `%XX` escapes (as in the user part of a URL); anything else stays as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn split_urls(urls: &str) -> Vec<String> {
@@ -301,6 +413,70 @@ mod tests {
         assert_eq!(redact_url("host:4222"), "host:4222");
         let options = ConnectOptions::new("nats://bob:pw@host:4222");
         assert!(!format!("{options:?}").contains("pw"));
+    }
+
+    #[test]
+    fn urls_are_checked_and_their_credentials_taken_out() {
+        for bad in [
+            "foo://bar",
+            "::::",
+            "nats://127.0.0.1:99999",
+            "nats://:4222",
+            "nats://a:4222,foo://b",
+        ] {
+            let error = ConnectOptions::new(bad).validate().unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidArgument, "{bad}");
+            assert!(
+                error.message().contains("invalid server URL"),
+                "{bad}: {error}"
+            );
+        }
+        let error = ConnectOptions::new("foo://alice:s3cret@bar")
+            .validate()
+            .unwrap_err();
+        assert!(!error.message().contains("s3cret"), "{error}");
+
+        let options = ConnectOptions::new("nats://alice:s3%40cret@host:4222, nats://other:4223");
+        options.validate().unwrap();
+        let (servers, auth) = options.servers().unwrap();
+        let shown: Vec<&str> = servers.iter().map(|s| s.as_url_str()).collect();
+        assert_eq!(shown, ["nats://host:4222", "nats://other:4223"]);
+        match auth {
+            Some(UrlAuth::UserAndPassword(user, password)) => {
+                assert_eq!((user.as_str(), password.as_str()), ("alice", "s3@cret"));
+            }
+            _ => panic!("no user and password"),
+        }
+        let (_, auth) = ConnectOptions::new("tok3n@host").servers().unwrap();
+        assert!(matches!(auth, Some(UrlAuth::Token(token)) if token == "tok3n"));
+        let (servers, auth) = ConnectOptions::new("").servers().unwrap();
+        assert_eq!(servers[0].as_url_str(), DEFAULT_URL);
+        assert!(auth.is_none());
+    }
+
+    #[test]
+    fn credentials_are_checked_without_showing_them() {
+        let mut options = ConnectOptions::new("nats://host");
+        options.nkey_seed = Some("SUnot-a-seed".into());
+        let error = options.validate().unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(error.message().contains("NKey seed is invalid"), "{error}");
+        assert!(!error.message().contains("not-a-seed"), "{error}");
+
+        let both = ConnectOptions::new("nats://host")
+            .user_and_password("alice", "pw")
+            .token("t");
+        assert_eq!(
+            both.validate().unwrap_err().kind(),
+            crate::ErrorKind::InvalidArgument
+        );
+        let mut half = ConnectOptions::new("nats://host");
+        half.user = Some("alice".into());
+        assert!(half.validate().is_err());
+        ConnectOptions::new("nats://host")
+            .user_and_password("alice", "pw")
+            .validate()
+            .unwrap();
     }
 
     #[test]

@@ -12,7 +12,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::headers::{from_nats, to_nats};
-use super::options::{redact_url, ConnectOptions};
+use super::options::{redact_url, ConnectOptions, UrlAuth};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::transport::SubscriptionStream;
 use crate::ports::{
@@ -44,8 +44,12 @@ impl NatsTransport {
     /// # Errors
     /// [`ErrorKind::Connection`] when no server can be reached (unless
     /// `retry_on_initial_connect` is set), or authentication or TLS fails;
-    /// [`ErrorKind::InvalidArgument`] for a credentials file that cannot be read.
+    /// [`ErrorKind::InvalidArgument`] for options that [`ConnectOptions::validate`]
+    /// refuses (a malformed URL, an invalid NKey seed, two ways to authenticate) or a
+    /// credentials file that cannot be read.
     pub async fn connect(options: &ConnectOptions) -> Result<Self> {
+        options.validate()?;
+        let (servers, url_auth) = options.servers()?;
         let (events, _) = broadcast::channel(64);
         let mut nats = async_nats::ConnectOptions::new()
             .connection_timeout(
@@ -84,6 +88,17 @@ impl NatsTransport {
         if let Some(seed) = &options.nkey_seed {
             nats = nats.nkey(seed.clone());
         }
+        let explicit = options.user.is_some()
+            || options.token.is_some()
+            || options.nkey_seed.is_some()
+            || options.credentials_file.is_some();
+        match url_auth {
+            Some(UrlAuth::UserAndPassword(user, password)) if !explicit => {
+                nats = nats.user_and_password(user, password);
+            }
+            Some(UrlAuth::Token(token)) if !explicit => nats = nats.token(token),
+            _ => {}
+        }
         if let Some(path) = &options.credentials_file {
             nats = nats.credentials_file(path).await.map_err(|e| {
                 Error::invalid_argument(format!(
@@ -103,9 +118,12 @@ impl NatsTransport {
             nats = nats.retry_on_initial_connect();
         }
 
-        let urls = options.server_urls();
-        let shown: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
-        let client = nats.connect(urls.as_slice()).await.map_err(|e| {
+        let shown: Vec<String> = options
+            .server_urls()
+            .iter()
+            .map(|u| redact_url(u))
+            .collect();
+        let client = nats.connect(servers).await.map_err(|e| {
             Error::connection(format!("cannot connect to {shown:?}: {e}")).with_source(e)
         })?;
         tracing::info!(servers = ?shown, "connected to NATS");
