@@ -143,21 +143,19 @@ async fn compete_throughput(server: &NatsServer, publisher: &EventPublisher) -> 
     rate
 }
 
-/// CPU time this process used so far (user + system), from `/proc/self/stat`.
+/// CPU time this process used so far, summed over its threads, in nanoseconds: the
+/// first field of each `/proc/self/task/{tid}/schedstat` (finer than `/proc/self/stat`'s
+/// 10 ms ticks).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
     };
-    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -718,3 +718,71 @@ async fn lifecycle_states_and_failing_start_hook() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoResponders);
 }
+
+#[tokio::test]
+async fn a_new_trace_travels_in_the_envelope_and_nested_calls_carry_the_header() {
+    // No tracing subscriber in this test binary: the handler's span is disabled, and a
+    // request without a `traceparent` header has its trace adopted from the envelope
+    // when the handler decodes it.
+    use aegis_sdk::application::propagation::current;
+    use aegis_sdk::domain::trace::{TraceContext, TRACEPARENT};
+
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    // What each handler saw: its envelope trace id, the header's trace, its current trace.
+    type Seen = (String, Option<String>, Option<String>);
+    let seen: Arc<Mutex<Vec<(&'static str, Seen)>>> = Arc::default();
+    let record = |seen: &Arc<Mutex<Vec<(&'static str, Seen)>>>, hop, ctx: &RpcContext| {
+        let header = ctx
+            .headers()
+            .get(TRACEPARENT)
+            .and_then(TraceContext::parse_traceparent)
+            .map(|t| t.envelope_trace_id());
+        let current = current().map(|t| t.envelope_trace_id());
+        seen.lock()
+            .unwrap()
+            .push((hop, (ctx.trace_id().to_owned(), header, current)));
+    };
+    let service = Service::builder("trace-lazy")
+        .rpc("outer", {
+            let seen = seen.clone();
+            move |ctx: RpcContext, _: Value| {
+                let seen = seen.clone();
+                async move {
+                    record(&seen, "outer", &ctx);
+                    let _: Value = ctx.client().call("trace-lazy", "inner", json!({})).await?;
+                    Ok::<_, HandlerError>(json!({}))
+                }
+            }
+        })
+        .rpc("inner", {
+            let seen = seen.clone();
+            move |ctx: RpcContext, _: Value| {
+                let seen = seen.clone();
+                async move {
+                    record(&seen, "inner", &ctx);
+                    Ok::<_, HandlerError>(json!({}))
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    service.start(&client).await.unwrap();
+
+    let _: Value = client.call("trace-lazy", "outer", json!({})).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (outer, inner) = (&seen[0], &seen[1]);
+    assert_eq!((outer.0, inner.0), ("outer", "inner"));
+    let trace = outer.1 .0.clone();
+    assert!(TraceContext::from_envelope_trace_id(&trace).is_some());
+    // The top-level call started the trace: no header, the envelope names it, and the
+    // handler runs in it.
+    assert_eq!(outer.1 .1, None);
+    assert_eq!(outer.1 .2.as_deref(), Some(trace.as_str()));
+    // The nested call continues it, in the envelope and in the header.
+    assert_eq!(inner.1 .0, trace);
+    assert_eq!(inner.1 .1.as_deref(), Some(trace.as_str()));
+    assert_eq!(inner.1 .2.as_deref(), Some(trace.as_str()));
+    service.stop().await.unwrap();
+}

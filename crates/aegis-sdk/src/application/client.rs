@@ -319,8 +319,8 @@ where
         // One request id for every attempt: they are one call.
         let message_id = envelope::new_id();
         let trace = propagation::outgoing();
-        let trace_id = trace.envelope_trace_id();
-        propagation::inject(&mut self.headers, &trace);
+        let trace_id = trace.trace.envelope_trace_id();
+        trace.inject(&mut self.headers);
         let span = tracing::Span::current();
         span.record("message_id", message_id.as_str());
         span.record("trace_id", trace_id.as_str());

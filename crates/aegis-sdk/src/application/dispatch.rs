@@ -222,8 +222,9 @@ impl Dispatcher {
                         .and(self.exclusive.as_ref())
                         .map(|gate| gate.leadership.clone()),
                 };
-                let trace = propagation::incoming(&context.headers, &message.payload);
                 let span = self.span(&context.method, &message.payload);
+                let trace =
+                    propagation::incoming_request(&context.headers, &message.payload, &span);
                 let incoming = Incoming {
                     payload: message.payload,
                     context,

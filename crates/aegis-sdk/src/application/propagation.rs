@@ -1,9 +1,14 @@
 //! Trace context across hops: which trace the code running now belongs to, what an
 //! outgoing message carries, and what an incoming one continues.
 //!
-//! Every RPC request, event and command sent by this SDK carries a W3C `traceparent`
-//! header, and its envelope's `trace_id` names the same trace (the mapping is in
-//! [`crate::domain::trace`]). A handler runs inside the trace of the message it handles:
+//! Every RPC request, event and command sent by this SDK names its trace in the
+//! envelope's `trace_id` (the mapping is in [`crate::domain::trace`]). When it is sent
+//! from within a trace (a handler's, one entered with [`in_trace`], or, with `otel`, an
+//! OpenTelemetry span), it also carries a W3C `traceparent` header naming that trace and
+//! the sending span, so the receiver's span nests under the sender's. A message that
+//! starts a new trace has no span to name: its envelope alone carries the new trace id
+//! (a header would cost the transport more and tell the receiver nothing more). A
+//! handler runs inside the trace of the message it handles:
 //! RPC calls, events and commands it sends through any [`Client`](super::Client)
 //! continue that trace, so a chain A calls B, B publishes an event, C handles it shares
 //! one trace id end to end.
@@ -16,6 +21,7 @@
 //! With the `otel` feature, an OpenTelemetry span entered around outgoing work wins:
 //! its trace and span id go into the header, so exported spans nest across processes.
 
+use std::cell::Cell;
 use std::future::{Future, IntoFuture};
 
 use tracing::Instrument;
@@ -25,7 +31,9 @@ use crate::domain::trace::{TraceContext, TRACEPARENT};
 use crate::ports::Headers;
 
 tokio::task_local! {
-    static CURRENT: Option<TraceContext>;
+    /// A cell, so that a handler whose request had no `traceparent` header can adopt
+    /// the envelope's trace once it has decoded the request (see [`adopt_envelope_trace`]).
+    static CURRENT: Cell<Option<TraceContext>>;
 }
 
 /// The trace of the handler running in this task, if any.
@@ -45,13 +53,15 @@ tokio::task_local! {
 /// # }
 /// ```
 pub fn current() -> Option<TraceContext> {
-    CURRENT.try_with(|current| *current).ok().flatten()
+    CURRENT.try_with(Cell::get).ok().flatten()
 }
 
 /// Runs `work` (a future, or a [`Call`](super::Call) and the like) in `trace`: messages
 /// it sends continue that trace.
 pub async fn in_trace<F: IntoFuture>(trace: TraceContext, work: F) -> F::Output {
-    CURRENT.scope(Some(trace), work.into_future()).await
+    CURRENT
+        .scope(Cell::new(Some(trace)), work.into_future())
+        .await
 }
 
 /// Runs `work` under `span`, continuing the trace of the remote `parent` (the sender's
@@ -70,43 +80,79 @@ pub(crate) async fn continue_trace<F: Future>(
         crate::adapters::otel::set_parent(&span, parent);
     }
     CURRENT
-        .scope(parent.map(|parent| parent.child()), work)
+        .scope(Cell::new(parent.map(|parent| parent.child())), work)
         .instrument(span)
         .await
 }
 
-/// The context for a message about to be sent: a new span in the current trace, or a
-/// new trace.
-pub(crate) fn outgoing() -> TraceContext {
-    #[cfg(feature = "otel")]
-    if let Some(context) = crate::adapters::otel::current_span_context() {
-        return context;
-    }
-    match current() {
-        Some(trace) => trace.child(),
-        None => TraceContext::new_root(),
+/// The context for a message about to be sent, and whether it continues a trace (then
+/// the message carries a `traceparent` header; see the module docs).
+pub(crate) fn outgoing() -> Outgoing {
+    match continuing() {
+        Some(trace) => Outgoing {
+            trace,
+            continued: true,
+        },
+        None => Outgoing {
+            trace: TraceContext::new_root(),
+            continued: false,
+        },
     }
 }
 
+/// The trace context of a message about to be sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing {
+    /// A new span in the current trace, or a new trace.
+    pub(crate) trace: TraceContext,
+    /// Whether `trace` continues a trace rather than starting one.
+    pub(crate) continued: bool,
+}
+
+impl Outgoing {
+    /// Adds the `traceparent` header when the message continues a trace.
+    pub(crate) fn inject(&self, headers: &mut Headers) {
+        if self.continued {
+            inject(headers, &self.trace);
+        }
+    }
+}
+
+/// The next span of the trace the running code belongs to, if any: the current
+/// OpenTelemetry span (with `otel`), else the handler's trace.
+fn continuing() -> Option<TraceContext> {
+    #[cfg(feature = "otel")]
+    if let Some(context) = crate::adapters::otel::current_span_context() {
+        return Some(context);
+    }
+    current().map(|trace| trace.child())
+}
+
 /// The envelope `trace_id` of the message being handled, made to agree with the trace
-/// it continues: unchanged when it names the current trace (or there is none), else
-/// the current trace's UUID form (the `traceparent` header won).
+/// it continues: unchanged when it names the current trace, else the current trace's
+/// UUID form (the `traceparent` header won). A handler whose request came without a
+/// header (and whose trace was therefore left unset) adopts the envelope's trace here.
 pub(crate) fn agreeing_trace_id(trace_id: String) -> String {
-    match current() {
-        Some(trace) if !trace.matches_envelope_trace_id(&trace_id) => trace.envelope_trace_id(),
+    let adopted = CURRENT.try_with(|current| match current.get() {
+        Some(trace) => Some(trace),
+        None => {
+            current.set(TraceContext::from_envelope_trace_id(&trace_id));
+            None
+        }
+    });
+    match adopted {
+        Ok(Some(trace)) if !trace.matches_envelope_trace_id(&trace_id) => {
+            trace.envelope_trace_id()
+        }
         _ => trace_id,
     }
 }
 
-/// The context for a message whose envelope names trace `trace_id`: the next span of
-/// the current trace if that is the one, else a new span in the named trace; `None`
-/// when the text names no trace (no header is sent then).
+/// The context for a message whose envelope names trace `trace_id`, when the message
+/// continues a trace: the next span of the current trace if that is the one named.
+/// `None` otherwise (no header is sent then; the envelope names the trace).
 pub(crate) fn for_envelope(trace_id: &str) -> Option<TraceContext> {
-    let next = outgoing();
-    if next.matches_envelope_trace_id(trace_id) {
-        return Some(next);
-    }
-    TraceContext::from_envelope_trace_id(trace_id)
+    continuing().filter(|next| next.matches_envelope_trace_id(trace_id))
 }
 
 /// Adds the `traceparent` header of `trace` to `headers`.
@@ -121,6 +167,26 @@ pub(crate) fn incoming(headers: &Headers, payload: &[u8]) -> Option<TraceContext
         let (_, trace_id) = envelope::peek_ids(payload)?;
         TraceContext::from_envelope_trace_id(&trace_id?)
     })
+}
+
+/// As [`incoming`] for an RPC request, whose handler decodes the envelope anyway: without
+/// a header, the envelope is read here only when `span` records the trace (or, with
+/// `otel`, may be exported); otherwise the handler adopts the envelope's trace when it
+/// decodes the request ([`agreeing_trace_id`]), and the envelope is decoded once.
+pub(crate) fn incoming_request(
+    headers: &Headers,
+    payload: &[u8],
+    span: &tracing::Span,
+) -> Option<TraceContext> {
+    if !headers.is_empty() {
+        if let Some(trace) = from_header(headers) {
+            return Some(trace);
+        }
+    }
+    if span.is_disabled() && !cfg!(feature = "otel") {
+        return None;
+    }
+    incoming(&Headers::new(), payload)
 }
 
 /// The trace of a message whose envelope was already decoded.
@@ -141,10 +207,17 @@ mod tests {
     #[tokio::test]
     async fn outgoing_continues_the_current_trace() {
         let root = outgoing();
+        assert!(!root.continued, "no trace yet: a new one, sent without a header");
+        let mut headers = Headers::new();
+        root.inject(&mut headers);
+        assert!(headers.is_empty());
+        let root = root.trace;
         let next = in_trace(root, async { outgoing() }).await;
+        assert!(next.continued);
+        let next = next.trace;
         assert_eq!(next.trace_id(), root.trace_id());
         assert_ne!(next.span_id(), root.span_id());
-        assert_ne!(outgoing().trace_id(), root.trace_id());
+        assert_ne!(outgoing().trace.trace_id(), root.trace_id());
 
         let mut headers = Headers::new();
         inject(&mut headers, &next);

@@ -230,7 +230,8 @@ impl<P: Serialize + Send + 'static> SendCommand<P> {
 
         let trace = propagation::outgoing();
         let mut headers = self.headers;
-        propagation::inject(&mut headers, &trace);
+        trace.inject(&mut headers);
+        let trace = trace.trace;
         let mut envelope = Command::new(command.as_str(), payload);
         envelope.message_id = id.clone();
         envelope.trace_id = trace.envelope_trace_id();

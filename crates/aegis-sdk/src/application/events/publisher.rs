@@ -182,7 +182,7 @@ impl EventPublisher {
         // hot path of pipelined publishing.
         let event = Event {
             message_id: new_id(),
-            trace_id: propagation::outgoing().envelope_trace_id(),
+            trace_id: propagation::outgoing().trace.envelope_trace_id(),
             correlation_id: None,
             timestamp: now_timestamp(),
             source: self.inner.source.clone(),
