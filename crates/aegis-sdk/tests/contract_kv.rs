@@ -505,6 +505,67 @@ async fn an_expiring_revision_over_older_history(backend: Backend) {
     assert_eq!(history, vec![(KvOperation::Put, first)]);
 }
 
+async fn a_shorter_key_ttl_is_raised_to_the_marker_time_only_with_history(backend: Backend) {
+    // A 1 s TTL in buckets keeping markers for 3 s: with history 1 it applies as given;
+    // with history 3 it is raised to the marker time. A marker time of 2.9 s counts as
+    // 2 s (whole seconds).
+    let client = backend.client().await;
+    let open = |name: &str, history: u8, markers: Duration| {
+        Kv::open(
+            &client,
+            BucketConfig::new(name)
+                .history(history)
+                .expiry_markers(Some(markers)),
+        )
+    };
+    let buckets = [
+        open("raise1", 1, Duration::from_secs(3)).await.unwrap(),
+        open("raise3", 3, Duration::from_secs(3)).await.unwrap(),
+        open("trunc3", 3, Duration::from_millis(2900))
+            .await
+            .unwrap(),
+    ];
+    let start = tokio::time::Instant::now();
+    for kv in &buckets {
+        kv.put_with_ttl("k", &1, Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+
+    // Per bucket: when a read last found the key (as it was sent) and when one first
+    // found it gone (as it came back), since the puts.
+    let mut last_seen = [Duration::ZERO; 3];
+    let mut gone: [Option<Duration>; 3] = [None; 3];
+    while gone.iter().any(Option::is_none) && start.elapsed() < Duration::from_secs(10) {
+        for (i, kv) in buckets.iter().enumerate() {
+            if gone[i].is_some() {
+                continue;
+            }
+            let asked = start.elapsed();
+            if kv.get::<u32>("k").await.unwrap().is_some() {
+                last_seen[i] = asked;
+            } else {
+                gone[i] = Some(start.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = gone.map(|at| at.expect("every key expires within 10 s"));
+    let report = format!("last seen {last_seen:?}, gone {gone:?}");
+
+    // History 1: gone after about 1 s, well before the 3 s marker time.
+    assert!(gone[0] < Duration::from_millis(2500), "{report}");
+    // History 3: raised, so still there long after 1 s.
+    assert!(last_seen[1] > Duration::from_millis(1500), "{report}");
+    // Raised to 2 s, not to 2.9 s.
+    assert!(last_seen[2] > Duration::from_millis(1500), "{report}");
+    assert!(gone[2] < Duration::from_millis(2850), "{report}");
+    for kv in &buckets {
+        let history = kv.store().history("k", 5).await.unwrap();
+        assert_eq!(history[0].0, KvOperation::Expired, "{history:?}");
+    }
+}
+
 contract!(
     revisions_create_update_delete_purge,
     concurrent_writers_conflict,
@@ -515,6 +576,7 @@ contract!(
     watch_current_values_first_then_changes;
     paused:
     an_expiring_revision_over_older_history,
+    a_shorter_key_ttl_is_raised_to_the_marker_time_only_with_history,
     ttl_expiry_seen_by_get_keys_watcher_and_create,
     renewing_a_ttl_keeps_the_key,
     watch_on_empty_bucket_stays_open,

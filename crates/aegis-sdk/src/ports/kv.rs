@@ -110,8 +110,10 @@ pub struct BucketConfig {
     /// Where values live (default [`StorageKind::File`]).
     pub storage: StorageKind,
     /// Enables per-key TTL and expiry notices. The value is how long the expiry marker a
-    /// watcher sees is kept (at least 1 s; default 1 s). The server raises any shorter
-    /// per-key TTL to this value, so keep it short. `None` disables per-key TTL.
+    /// watcher sees is kept, in whole seconds (at least 1 s, a fraction is dropped;
+    /// default 1 s). In a bucket keeping more than one revision per key (`history` > 1)
+    /// the server raises any shorter per-key TTL to this time, so keep it short; with
+    /// `history` 1 a key's TTL applies as given. `None` disables per-key TTL.
     pub expiry_markers: Option<Duration>,
     /// A description for people.
     pub description: String,

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::kv_log::{Log, Record, Watcher};
+use super::kv_log::{marker_ttl, Log, Record, Watcher};
 use crate::domain::kv_key::{validate_bucket, validate_key, validate_prefix};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::kv::{
@@ -91,7 +91,8 @@ impl MemoryKvStore {
         state
     }
 
-    /// The TTL as the server applies it: whole seconds, at least the marker time.
+    /// The TTL as the server applies it: whole seconds; in a bucket keeping more than
+    /// one revision per key, at least the expiry markers' time (in whole seconds).
     fn ttl(&self, ttl: Option<Duration>) -> Result<Option<Duration>> {
         let Some(ttl) = ttl else { return Ok(None) };
         if ttl < Duration::from_secs(1) {
@@ -99,14 +100,20 @@ impl MemoryKvStore {
                 "a key TTL must be at least 1 s, not {ttl:?}"
             )));
         }
-        let Some(keep) = self.inner.config.expiry_markers else {
+        let Some(keep) = marker_ttl(&self.inner.config) else {
             return Err(Error::invalid_argument(format!(
                 "bucket {} was created without per-key TTL",
                 self.inner.name
             )));
         };
-        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        Ok(Some(Duration::from_secs(seconds).max(keep)))
+        let seconds = Duration::from_secs(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0));
+        // nats-server raises a shorter TTL to the marker time only when a key keeps more
+        // than one revision.
+        Ok(Some(if self.inner.config.history > 1 {
+            seconds.max(keep)
+        } else {
+            seconds
+        }))
     }
 
     fn check_size(&self, key: &str, value: &Bytes) -> Result<()> {
