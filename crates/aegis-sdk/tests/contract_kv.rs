@@ -566,12 +566,112 @@ async fn a_shorter_key_ttl_is_raised_to_the_marker_time_only_with_history(backen
     }
 }
 
+async fn value_size_limit_counts_the_headers_of_a_write(backend: Backend) {
+    // A 64-byte bucket: the server counts a write's headers with its value. Headers
+    // (see `BucketConfig::max_value_size`): a TTL of 5 s 26 bytes, an expected
+    // revision of one digit 52, of two digits 53, a delete marker 31, a purge marker 51
+    // and, with an expected revision of one digit, 71 and 91.
+    let client = backend.client().await;
+    let kv = Kv::open(
+        &client,
+        BucketConfig::new("sized").history(5).max_value_size(64),
+    )
+    .await
+    .unwrap();
+    let store = kv.store();
+    let bytes = |n: usize| Bytes::from(vec![b'x'; n]);
+    let ttl = Some(Duration::from_secs(5));
+    let too_large = |result: aegis_sdk::Result<u64>, what: &str| {
+        let err = result.expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{what}: {err}");
+    };
+
+    // Plain puts: the value alone.
+    let r1 = store.put("plain", bytes(64), None).await.unwrap();
+    too_large(store.put("plain", bytes(65), None).await, "put 65");
+    assert_eq!(
+        store.get("plain").await.unwrap().unwrap().revision,
+        r1,
+        "a refused write leaves nothing"
+    );
+
+    // With a TTL.
+    too_large(store.put("ttl", bytes(64), ttl).await, "put 64 with TTL");
+    too_large(store.put("ttl", bytes(39), ttl).await, "put 39 with TTL");
+    store.put("ttl", bytes(38), ttl).await.unwrap();
+
+    // With an expected revision: create, update.
+    too_large(store.create("new", bytes(64), None).await, "create 64");
+    too_large(store.create("new", bytes(13), None).await, "create 13");
+    store.create("new", bytes(12), None).await.unwrap();
+    too_large(store.update("upd", bytes(64), 0, None).await, "update 64");
+    too_large(store.update("upd", bytes(13), 0, None).await, "update 13");
+    let r2 = store.update("upd", bytes(12), 0, None).await.unwrap();
+    // The size is checked before the revision.
+    too_large(
+        store.update("upd", bytes(64), r2 + 1, None).await,
+        "update 64 from a wrong revision",
+    );
+    too_large(
+        store.create("plain", bytes(64), None).await,
+        "create 64 of an existing key",
+    );
+    let err = store.create("plain", bytes(1), None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    // TTL and expected revision together: 66 header bytes, over the limit by themselves.
+    too_large(
+        store.create("both", bytes(0), ttl).await,
+        "create 0 with TTL",
+    );
+
+    // Deletes and purges carry headers too.
+    store.delete("plain", None).await.unwrap();
+    let err = store.delete("new", Some(1)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
+    store.purge("new", None).await.unwrap();
+    let err = store.purge("upd", Some(r2)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
+
+    // Create over a delete marker expects the marker's revision, here of two digits.
+    for _ in 0..10 {
+        store.put("filler", bytes(1), None).await.unwrap();
+    }
+    store.delete("again", None).await.unwrap();
+    let marker = store.history("again", 1).await.unwrap()[0].1.revision;
+    assert!((10..100).contains(&marker), "{marker}");
+    too_large(
+        store.create("again", bytes(12), None).await,
+        "create 12 over a two-digit marker",
+    );
+    store.create("again", bytes(11), None).await.unwrap();
+
+    // A bucket without its own limit has the server's 1 MiB, headers counted.
+    let open = Kv::open(&client, BucketConfig::new("unsized"))
+        .await
+        .unwrap();
+    let mib = 1024 * 1024;
+    open.store().put("a", bytes(mib), None).await.unwrap();
+    too_large(
+        open.store().create("b", bytes(mib), None).await,
+        "create 1 MiB",
+    );
+    too_large(
+        open.store().create("b", bytes(mib - 51), None).await,
+        "create 1 MiB - 51",
+    );
+    open.store()
+        .create("b", bytes(mib - 52), None)
+        .await
+        .unwrap();
+}
+
 contract!(
     revisions_create_update_delete_purge,
     concurrent_writers_conflict,
     keys_history_bulk_and_status,
     bucket_configuration_and_existing_buckets,
     invalid_keys_are_typed_errors,
+    value_size_limit_counts_the_headers_of_a_write,
     prefix_watch_reports_deletes_and_purges_with_their_keys,
     watch_current_values_first_then_changes;
     paused:

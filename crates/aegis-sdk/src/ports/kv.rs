@@ -103,7 +103,14 @@ pub struct BucketConfig {
     pub name: String,
     /// Revisions kept per key, 1 to 64 (default 1).
     pub history: u8,
-    /// Largest value accepted, in bytes; `None` (the default) for the server's limit.
+    /// Largest write accepted, in bytes; `None` (the default) for the server's limit
+    /// (its `max_payload`). As on the server, the limit counts the headers a write
+    /// carries with its value (`NATS/1.0\r\n`, a `Name: value\r\n` line per header
+    /// and `\r\n`): none on a plain put, 26 bytes for a TTL of 1 to 9 s alone
+    /// (`Nats-TTL: 5s`), 52 for an expected revision of 0 alone (one byte more per
+    /// digit; create, update, and conditional delete and purge carry one), 31 on a
+    /// delete marker and 51 on a purge marker. A write over the limit fails with
+    /// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge).
     pub max_value_size: Option<u32>,
     /// Copies kept in a cluster (default 1).
     pub replicas: usize,
@@ -139,7 +146,8 @@ impl BucketConfig {
         self
     }
 
-    /// Sets the largest value accepted.
+    /// Sets the largest write accepted, headers included (see
+    /// [`max_value_size`](Self::max_value_size)).
     pub fn max_value_size(mut self, bytes: u32) -> Self {
         self.max_value_size = Some(bytes);
         self

@@ -57,7 +57,9 @@ impl Headers {
         self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
-    /// The encoded size on the wire, roughly, for payload limits.
+    /// The size of the encoded header block on the wire (0 without headers), which
+    /// servers count against their payload limits: `NATS/1.0\r\n`, `Name: value\r\n`
+    /// per value, and a closing `\r\n`.
     pub fn wire_len(&self) -> usize {
         if self.entries.is_empty() {
             return 0;
