@@ -187,6 +187,9 @@ pub trait Transport: Send + Sync + 'static {
     /// Publishes a message.
     ///
     /// # Errors
+    /// [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName) before sending for a
+    /// subject that is empty, has whitespace or an empty token (see
+    /// [`check_subject`](crate::domain::subjects::check_subject));
     /// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge) before sending
     /// when headers and payload exceed [`Transport::max_payload`];
     /// [`ErrorKind::Connection`](crate::ErrorKind::Connection) when the message cannot be
@@ -198,8 +201,10 @@ pub trait Transport: Send + Sync + 'static {
     /// # Errors
     /// [`ErrorKind::NoResponders`](crate::ErrorKind::NoResponders) as soon as the server
     /// says nobody listens; [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) only when
-    /// `timeout` has passed; [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge)
-    /// before sending; [`ErrorKind::Connection`](crate::ErrorKind::Connection) otherwise.
+    /// `timeout` has passed; [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName) and
+    /// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge) before sending, as
+    /// for [`Transport::publish`]; [`ErrorKind::Connection`](crate::ErrorKind::Connection)
+    /// otherwise.
     async fn request(
         &self,
         subject: String,
@@ -211,6 +216,9 @@ pub trait Transport: Send + Sync + 'static {
     /// Subscribes to `subject` (wildcards allowed), in `queue_group` if given.
     ///
     /// # Errors
+    /// [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName) for an invalid subject
+    /// (see [`check_filter`](crate::domain::subjects::check_filter)) or queue group
+    /// (empty, or with whitespace);
     /// [`ErrorKind::Connection`](crate::ErrorKind::Connection) when the subscription
     /// cannot be registered.
     async fn subscribe(&self, subject: String, queue_group: Option<String>)
