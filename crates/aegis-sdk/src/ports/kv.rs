@@ -189,7 +189,10 @@ pub struct KvStatus {
     pub bucket: String,
     /// Messages stored (values, delete markers and history).
     pub values: u64,
-    /// Bytes stored.
+    /// Bytes stored, by the backend's own accounting: on NATS the stream's stored
+    /// message bytes (subjects, headers and per-message overhead included), in memory
+    /// the keys and values of the records kept. Useful to watch one bucket grow on one
+    /// backend; not comparable across backends.
     pub bytes: u64,
     /// Revisions kept per key.
     pub history: i64,
