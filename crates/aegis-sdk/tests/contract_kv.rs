@@ -505,16 +505,178 @@ async fn an_expiring_revision_over_older_history(backend: Backend) {
     assert_eq!(history, vec![(KvOperation::Put, first)]);
 }
 
+async fn a_shorter_key_ttl_is_raised_to_the_marker_time_only_with_history(backend: Backend) {
+    // A 1 s TTL in buckets keeping markers for 3 s: with history 1 it applies as given;
+    // with history 3 it is raised to the marker time. A marker time of 2.9 s counts as
+    // 2 s (whole seconds).
+    let client = backend.client().await;
+    let open = |name: &str, history: u8, markers: Duration| {
+        Kv::open(
+            &client,
+            BucketConfig::new(name)
+                .history(history)
+                .expiry_markers(Some(markers)),
+        )
+    };
+    let buckets = [
+        open("raise1", 1, Duration::from_secs(3)).await.unwrap(),
+        open("raise3", 3, Duration::from_secs(3)).await.unwrap(),
+        open("trunc3", 3, Duration::from_millis(2900))
+            .await
+            .unwrap(),
+    ];
+    let start = tokio::time::Instant::now();
+    for kv in &buckets {
+        kv.put_with_ttl("k", &1, Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+
+    // Per bucket: when a read last found the key (as it was sent) and when one first
+    // found it gone (as it came back), since the puts.
+    let mut last_seen = [Duration::ZERO; 3];
+    let mut gone: [Option<Duration>; 3] = [None; 3];
+    while gone.iter().any(Option::is_none) && start.elapsed() < Duration::from_secs(10) {
+        for (i, kv) in buckets.iter().enumerate() {
+            if gone[i].is_some() {
+                continue;
+            }
+            let asked = start.elapsed();
+            if kv.get::<u32>("k").await.unwrap().is_some() {
+                last_seen[i] = asked;
+            } else {
+                gone[i] = Some(start.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = gone.map(|at| at.expect("every key expires within 10 s"));
+    let report = format!("last seen {last_seen:?}, gone {gone:?}");
+
+    // History 1: gone after about 1 s, well before the 3 s marker time.
+    assert!(gone[0] < Duration::from_millis(2500), "{report}");
+    // History 3: raised, so still there long after 1 s.
+    assert!(last_seen[1] > Duration::from_millis(1500), "{report}");
+    // Raised to 2 s, not to 2.9 s.
+    assert!(last_seen[2] > Duration::from_millis(1500), "{report}");
+    assert!(gone[2] < Duration::from_millis(2850), "{report}");
+    for kv in &buckets {
+        let history = kv.store().history("k", 5).await.unwrap();
+        assert_eq!(history[0].0, KvOperation::Expired, "{history:?}");
+    }
+}
+
+async fn value_size_limit_counts_the_headers_of_a_write(backend: Backend) {
+    // A 64-byte bucket: the server counts a write's headers with its value. Headers
+    // (see `BucketConfig::max_value_size`): a TTL of 5 s 26 bytes, an expected
+    // revision of one digit 52, of two digits 53, a delete marker 31, a purge marker 51
+    // and, with an expected revision of one digit, 71 and 91.
+    let client = backend.client().await;
+    let kv = Kv::open(
+        &client,
+        BucketConfig::new("sized").history(5).max_value_size(64),
+    )
+    .await
+    .unwrap();
+    let store = kv.store();
+    let bytes = |n: usize| Bytes::from(vec![b'x'; n]);
+    let ttl = Some(Duration::from_secs(5));
+    let too_large = |result: aegis_sdk::Result<u64>, what: &str| {
+        let err = result.expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{what}: {err}");
+    };
+
+    // Plain puts: the value alone.
+    let r1 = store.put("plain", bytes(64), None).await.unwrap();
+    too_large(store.put("plain", bytes(65), None).await, "put 65");
+    assert_eq!(
+        store.get("plain").await.unwrap().unwrap().revision,
+        r1,
+        "a refused write leaves nothing"
+    );
+
+    // With a TTL.
+    too_large(store.put("ttl", bytes(64), ttl).await, "put 64 with TTL");
+    too_large(store.put("ttl", bytes(39), ttl).await, "put 39 with TTL");
+    store.put("ttl", bytes(38), ttl).await.unwrap();
+
+    // With an expected revision: create, update.
+    too_large(store.create("new", bytes(64), None).await, "create 64");
+    too_large(store.create("new", bytes(13), None).await, "create 13");
+    store.create("new", bytes(12), None).await.unwrap();
+    too_large(store.update("upd", bytes(64), 0, None).await, "update 64");
+    too_large(store.update("upd", bytes(13), 0, None).await, "update 13");
+    let r2 = store.update("upd", bytes(12), 0, None).await.unwrap();
+    // The size is checked before the revision.
+    too_large(
+        store.update("upd", bytes(64), r2 + 1, None).await,
+        "update 64 from a wrong revision",
+    );
+    too_large(
+        store.create("plain", bytes(64), None).await,
+        "create 64 of an existing key",
+    );
+    let err = store.create("plain", bytes(1), None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    // TTL and expected revision together: 66 header bytes, over the limit by themselves.
+    too_large(
+        store.create("both", bytes(0), ttl).await,
+        "create 0 with TTL",
+    );
+
+    // Deletes and purges carry headers too.
+    store.delete("plain", None).await.unwrap();
+    let err = store.delete("new", Some(1)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
+    store.purge("new", None).await.unwrap();
+    let err = store.purge("upd", Some(r2)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
+
+    // Create over a delete marker expects the marker's revision, here of two digits.
+    for _ in 0..10 {
+        store.put("filler", bytes(1), None).await.unwrap();
+    }
+    store.delete("again", None).await.unwrap();
+    let marker = store.history("again", 1).await.unwrap()[0].1.revision;
+    assert!((10..100).contains(&marker), "{marker}");
+    too_large(
+        store.create("again", bytes(12), None).await,
+        "create 12 over a two-digit marker",
+    );
+    store.create("again", bytes(11), None).await.unwrap();
+
+    // A bucket without its own limit has the server's 1 MiB, headers counted.
+    let open = Kv::open(&client, BucketConfig::new("unsized"))
+        .await
+        .unwrap();
+    let mib = 1024 * 1024;
+    open.store().put("a", bytes(mib), None).await.unwrap();
+    too_large(
+        open.store().create("b", bytes(mib), None).await,
+        "create 1 MiB",
+    );
+    too_large(
+        open.store().create("b", bytes(mib - 51), None).await,
+        "create 1 MiB - 51",
+    );
+    open.store()
+        .create("b", bytes(mib - 52), None)
+        .await
+        .unwrap();
+}
+
 contract!(
     revisions_create_update_delete_purge,
     concurrent_writers_conflict,
     keys_history_bulk_and_status,
     bucket_configuration_and_existing_buckets,
     invalid_keys_are_typed_errors,
+    value_size_limit_counts_the_headers_of_a_write,
     prefix_watch_reports_deletes_and_purges_with_their_keys,
     watch_current_values_first_then_changes;
     paused:
     an_expiring_revision_over_older_history,
+    a_shorter_key_ttl_is_raised_to_the_marker_time_only_with_history,
     ttl_expiry_seen_by_get_keys_watcher_and_create,
     renewing_a_ttl_keeps_the_key,
     watch_on_empty_bucket_stays_open,

@@ -257,10 +257,89 @@ async fn drained_or_dropped_subscriptions_stop(backend: Backend) {
     assert_eq!(err.kind(), ErrorKind::NoResponders);
 }
 
+async fn invalid_subjects_and_queue_groups_are_refused(backend: Backend) {
+    let client = transport(&backend).await;
+    let mut everything = client.subscribe("odd.>".into(), None).await.unwrap();
+    client.flush().await.unwrap();
+
+    // Empty, with whitespace, or with an empty token: refused before sending. (A NATS
+    // server would take `odd..x` and deliver it to no wildcard subscriber.)
+    let unsendable = [
+        "",
+        " ",
+        "odd x",
+        "odd\tx",
+        "odd.\u{a0}x",
+        "odd..x",
+        "odd.x.",
+        ".odd",
+        "odd.",
+    ];
+    for bad in unsendable {
+        let err = client
+            .publish(bad.into(), Headers::new(), Bytes::from_static(b"1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "publish {bad:?}: {err}");
+        let err = client
+            .request(
+                bad.into(),
+                Headers::new(),
+                Bytes::new(),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "request {bad:?}: {err}");
+    }
+
+    // The same for subscriptions, and `>` anywhere but last.
+    for bad in ["", "a b", "a..b", "a.", ".a", "a.>.b", ">.a"] {
+        for group in [None, Some("q".to_owned())] {
+            let err = client
+                .subscribe(bad.into(), group.clone())
+                .await
+                .map(drop)
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?} {group:?}");
+        }
+    }
+    for group in ["", "a b", "a\tb"] {
+        let err = client
+            .subscribe("odd.q".into(), Some(group.into()))
+            .await
+            .map(drop)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "queue group {group:?}");
+    }
+
+    // Wildcards as whole tokens only (`a.b*` is a literal), and any other character.
+    for good in [">", "*.*", "a.b*", "a.*.c"] {
+        client.subscribe(good.into(), None).await.unwrap();
+    }
+    client
+        .publish(
+            "odd.\u{e9}".into(),
+            Headers::new(),
+            Bytes::from_static(b"2"),
+        )
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    // Nothing refused went out.
+    let first = next(&mut everything).await;
+    assert_eq!(
+        (first.subject.as_str(), &first.payload[..]),
+        ("odd.\u{e9}", &b"2"[..])
+    );
+    assert!(quiet(&mut everything).await);
+}
+
 contract!(
     subscribers_and_wildcards,
     queue_groups_share_and_plain_subscribers_see_all,
-    drained_or_dropped_subscriptions_stop;
+    drained_or_dropped_subscriptions_stop,
+    invalid_subjects_and_queue_groups_are_refused;
     paused:
     requests_replies_and_their_failures,
 );

@@ -3,6 +3,7 @@
 //! [`nats`] talks to a NATS server through async-nats (core NATS, JetStream, KV);
 //! `memory` (feature `testing`) keeps everything in process, for users' unit tests.
 
+pub(crate) mod kv_wire;
 #[cfg(feature = "testing")]
 pub mod memory;
 pub mod nats;

@@ -1,6 +1,7 @@
 //! Subject and queue-group names of the wire contract.
 
 use super::names::{EventDomain, EventType, InstanceId, MethodName, ServiceName};
+use crate::error::{Error, ErrorKind, Result};
 
 /// `rpc.{service}.{method}`: where responders of a method listen.
 pub fn rpc(service: &ServiceName, method: &MethodName) -> String {
@@ -37,4 +38,106 @@ pub fn event(domain: &EventDomain, event_type: &EventType) -> String {
 /// `commands.{service}.{command}`.
 pub fn command(service: &ServiceName, command: &MethodName) -> String {
     format!("commands.{service}.{command}")
+}
+
+fn invalid_subject(subject: &str, rule: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidName,
+        format!("invalid subject {subject:?}: {rule}"),
+    )
+}
+
+/// Checks a subject a message is sent to (publish, request): not empty, no whitespace,
+/// and no empty token (`a..b`, or a leading or trailing `.`). Wildcard tokens are
+/// taken as they are.
+///
+/// A NATS server accepts a message on a subject with an empty token but delivers it to
+/// no wildcard subscriber, so every transport refuses one before sending.
+///
+/// # Errors
+/// [`ErrorKind::InvalidName`].
+pub fn check_subject(subject: &str) -> Result<()> {
+    if subject.is_empty() {
+        return Err(invalid_subject(subject, "empty"));
+    }
+    if subject.contains(char::is_whitespace) {
+        return Err(invalid_subject(subject, "contains whitespace"));
+    }
+    if subject.split('.').any(str::is_empty) {
+        return Err(invalid_subject(subject, "has an empty token"));
+    }
+    Ok(())
+}
+
+/// Checks a subject to subscribe to: as [`check_subject`], and `>` only as the last
+/// token (`*` and `>` are wildcards as whole tokens only: `a.b*` is a literal).
+///
+/// # Errors
+/// [`ErrorKind::InvalidName`].
+pub fn check_filter(subject: &str) -> Result<()> {
+    check_subject(subject)?;
+    let mut tokens = subject.split('.').peekable();
+    while let Some(token) = tokens.next() {
+        if token == ">" && tokens.peek().is_some() {
+            return Err(invalid_subject(subject, "`>` must be the last token"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a queue group name: not empty, no whitespace.
+///
+/// # Errors
+/// [`ErrorKind::InvalidName`].
+pub fn check_queue_group(group: &str) -> Result<()> {
+    if group.is_empty() || group.contains(char::is_whitespace) {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            format!("invalid queue group {group:?}: empty or contains whitespace"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_to_send_to() {
+        for good in [
+            "a",
+            "a.b",
+            "rpc.svc.m",
+            "a.*",
+            "a.>",
+            "odd.\u{e9}",
+            "_INBOX.x.y",
+        ] {
+            assert!(check_subject(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", " ", "a b", "a\tb", "a\u{a0}b", "a..b", "a.", ".a", "."] {
+            let err = check_subject(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn subjects_to_subscribe_to() {
+        for good in [">", "a.>", "*.*", "a.*.c", "a.b*", "a.>b.c"] {
+            assert!(check_filter(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "a..b", "a.>.b", ">.a", "a b"] {
+            let err = check_filter(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn queue_groups() {
+        assert!(check_queue_group("rpc.svc").is_ok());
+        for bad in ["", "a b", "a\tb"] {
+            assert!(check_queue_group(bad).is_err(), "{bad:?}");
+        }
+    }
 }

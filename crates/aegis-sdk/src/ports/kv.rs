@@ -103,15 +103,24 @@ pub struct BucketConfig {
     pub name: String,
     /// Revisions kept per key, 1 to 64 (default 1).
     pub history: u8,
-    /// Largest value accepted, in bytes; `None` (the default) for the server's limit.
+    /// Largest write accepted, in bytes; `None` (the default) for the server's limit
+    /// (its `max_payload`). As on the server, the limit counts the headers a write
+    /// carries with its value (`NATS/1.0\r\n`, a `Name: value\r\n` line per header
+    /// and `\r\n`): none on a plain put, 26 bytes for a TTL of 1 to 9 s alone
+    /// (`Nats-TTL: 5s`), 52 for an expected revision of 0 alone (one byte more per
+    /// digit; create, update, and conditional delete and purge carry one), 31 on a
+    /// delete marker and 51 on a purge marker. A write over the limit fails with
+    /// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge).
     pub max_value_size: Option<u32>,
     /// Copies kept in a cluster (default 1).
     pub replicas: usize,
     /// Where values live (default [`StorageKind::File`]).
     pub storage: StorageKind,
     /// Enables per-key TTL and expiry notices. The value is how long the expiry marker a
-    /// watcher sees is kept (at least 1 s; default 1 s). The server raises any shorter
-    /// per-key TTL to this value, so keep it short. `None` disables per-key TTL.
+    /// watcher sees is kept, in whole seconds (at least 1 s, a fraction is dropped;
+    /// default 1 s). In a bucket keeping more than one revision per key (`history` > 1)
+    /// the server raises any shorter per-key TTL to this time, so keep it short; with
+    /// `history` 1 a key's TTL applies as given. `None` disables per-key TTL.
     pub expiry_markers: Option<Duration>,
     /// A description for people.
     pub description: String,
@@ -137,7 +146,8 @@ impl BucketConfig {
         self
     }
 
-    /// Sets the largest value accepted.
+    /// Sets the largest write accepted, headers included (see
+    /// [`max_value_size`](Self::max_value_size)).
     pub fn max_value_size(mut self, bytes: u32) -> Self {
         self.max_value_size = Some(bytes);
         self
@@ -179,7 +189,10 @@ pub struct KvStatus {
     pub bucket: String,
     /// Messages stored (values, delete markers and history).
     pub values: u64,
-    /// Bytes stored.
+    /// Bytes stored, by the backend's own accounting: on NATS the stream's stored
+    /// message bytes (subjects, headers and per-message overhead included), in memory
+    /// the keys and values of the records kept. Useful to watch one bucket grow on one
+    /// backend; not comparable across backends.
     pub bytes: u64,
     /// Revisions kept per key.
     pub history: i64,

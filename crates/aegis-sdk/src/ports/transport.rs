@@ -57,7 +57,9 @@ impl Headers {
         self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
-    /// The encoded size on the wire, roughly, for payload limits.
+    /// The size of the encoded header block on the wire (0 without headers), which
+    /// servers count against their payload limits: `NATS/1.0\r\n`, `Name: value\r\n`
+    /// per value, and a closing `\r\n`.
     pub fn wire_len(&self) -> usize {
         if self.entries.is_empty() {
             return 0;
@@ -185,6 +187,9 @@ pub trait Transport: Send + Sync + 'static {
     /// Publishes a message.
     ///
     /// # Errors
+    /// [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName) before sending for a
+    /// subject that is empty, has whitespace or an empty token (see
+    /// [`check_subject`](crate::domain::subjects::check_subject));
     /// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge) before sending
     /// when headers and payload exceed [`Transport::max_payload`];
     /// [`ErrorKind::Connection`](crate::ErrorKind::Connection) when the message cannot be
@@ -196,8 +201,10 @@ pub trait Transport: Send + Sync + 'static {
     /// # Errors
     /// [`ErrorKind::NoResponders`](crate::ErrorKind::NoResponders) as soon as the server
     /// says nobody listens; [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) only when
-    /// `timeout` has passed; [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge)
-    /// before sending; [`ErrorKind::Connection`](crate::ErrorKind::Connection) otherwise.
+    /// `timeout` has passed; [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName) and
+    /// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge) before sending, as
+    /// for [`Transport::publish`]; [`ErrorKind::Connection`](crate::ErrorKind::Connection)
+    /// otherwise.
     async fn request(
         &self,
         subject: String,
@@ -209,6 +216,9 @@ pub trait Transport: Send + Sync + 'static {
     /// Subscribes to `subject` (wildcards allowed), in `queue_group` if given.
     ///
     /// # Errors
+    /// [`ErrorKind::InvalidName`](crate::ErrorKind::InvalidName) for an invalid subject
+    /// (see [`check_filter`](crate::domain::subjects::check_filter)) or queue group
+    /// (empty, or with whitespace);
     /// [`ErrorKind::Connection`](crate::ErrorKind::Connection) when the subscription
     /// cannot be registered.
     async fn subscribe(&self, subject: String, queue_group: Option<String>)

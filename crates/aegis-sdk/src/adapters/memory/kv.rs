@@ -19,7 +19,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::kv_log::{Log, Record, Watcher};
+use super::kv_log::{marker_ttl, Log, Record, Watcher};
+use crate::adapters::kv_wire::{self, write_headers};
 use crate::domain::kv_key::{validate_bucket, validate_key, validate_prefix};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::kv::{
@@ -27,9 +28,9 @@ use crate::ports::kv::{
     WatchTarget,
 };
 
-/// The largest value a bucket without its own limit accepts: a default server's
+/// The largest write (value and headers) any bucket accepts: a default server's
 /// `max_payload`, 1 MiB.
-const SERVER_MAX_VALUE: usize = 1024 * 1024;
+const SERVER_MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// A KV bucket in memory. Cheap to clone; clones share the bucket.
 #[derive(Clone)]
@@ -91,52 +92,66 @@ impl MemoryKvStore {
         state
     }
 
-    /// The TTL as the server applies it: whole seconds, at least the marker time.
-    fn ttl(&self, ttl: Option<Duration>) -> Result<Option<Duration>> {
+    /// The TTL as the NATS adapter sends it: whole seconds, rounded up.
+    fn ttl_seconds(&self, ttl: Option<Duration>) -> Result<Option<u64>> {
         let Some(ttl) = ttl else { return Ok(None) };
         if ttl < Duration::from_secs(1) {
             return Err(Error::invalid_argument(format!(
                 "a key TTL must be at least 1 s, not {ttl:?}"
             )));
         }
-        let Some(keep) = self.inner.config.expiry_markers else {
+        if self.inner.config.expiry_markers.is_none() {
             return Err(Error::invalid_argument(format!(
                 "bucket {} was created without per-key TTL",
                 self.inner.name
             )));
-        };
-        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        Ok(Some(Duration::from_secs(seconds).max(keep)))
+        }
+        Ok(Some(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)))
     }
 
-    fn check_size(&self, key: &str, value: &Bytes) -> Result<()> {
+    /// The TTL as the server applies it: the seconds sent; in a bucket keeping more
+    /// than one revision per key, at least the expiry markers' time (in whole seconds).
+    fn applied_ttl(&self, seconds: Option<u64>) -> Option<Duration> {
+        let ttl = Duration::from_secs(seconds?);
+        match marker_ttl(&self.inner.config) {
+            Some(keep) if self.inner.config.history > 1 => Some(ttl.max(keep)),
+            _ => Some(ttl),
+        }
+    }
+
+    /// Refuses a write whose value and headers (those the NATS adapter would send for
+    /// it) exceed the bucket's limit, as the server does.
+    fn check_size(
+        &self,
+        key: &str,
+        operation: KvOperation,
+        expected_revision: Option<u64>,
+        ttl_seconds: Option<u64>,
+        value: &Bytes,
+    ) -> Result<()> {
         let limit = self
             .inner
             .config
             .max_value_size
-            .map_or(SERVER_MAX_VALUE, |size| size as usize);
-        if value.len() > limit {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "write of key {key} failed: {} bytes exceed the bucket's limit of {limit}",
-                    value.len()
-                ),
-            ));
-        }
-        Ok(())
+            .map_or(SERVER_MAX_PAYLOAD, |size| {
+                (size as usize).min(SERVER_MAX_PAYLOAD)
+            });
+        let headers = write_headers(operation, expected_revision, ttl_seconds);
+        kv_wire::check_size(key, &headers, value, limit)
     }
 
     /// Appends one record for `key` if the key's last revision is `expected` (when
-    /// given); returns its revision.
+    /// given); returns its revision. As on the server, the size is checked first.
     fn write(
         &self,
         key: &str,
         operation: KvOperation,
         value: Bytes,
         expected: Option<u64>,
-        ttl: Option<Duration>,
+        ttl_seconds: Option<u64>,
     ) -> Result<u64> {
+        self.check_size(key, operation, expected, ttl_seconds, &value)?;
+        let ttl = self.applied_ttl(ttl_seconds);
         let mut state = self.lock();
         if let Some(expected) = expected {
             let last = state.last_of(key);
@@ -202,15 +217,17 @@ impl KvStore for MemoryKvStore {
 
     async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<u64> {
         validate_key(key)?;
-        let ttl = self.ttl(ttl)?;
-        self.check_size(key, &value)?;
+        let ttl = self.ttl_seconds(ttl)?;
         self.write(key, KvOperation::Put, value, None, ttl)
     }
 
     async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<u64> {
         validate_key(key)?;
-        let ttl = self.ttl(ttl)?;
-        self.check_size(key, &value)?;
+        let ttl_seconds = self.ttl_seconds(ttl)?;
+        // The NATS adapter first writes expecting no record, then, over a delete, purge
+        // or expiry marker, expecting that marker's revision: its headers grow with it.
+        self.check_size(key, KvOperation::Put, Some(0), ttl_seconds, &value)?;
+        let ttl = self.applied_ttl(ttl_seconds);
 
         // Check and write under one lock: a concurrent create loses.
         let mut state = self.lock();
@@ -220,6 +237,9 @@ impl KvStore for MemoryKvStore {
                 ErrorKind::AlreadyExists,
                 format!("key {key} exists"),
             ));
+        }
+        if last != 0 {
+            self.check_size(key, KvOperation::Put, Some(last), ttl_seconds, &value)?;
         }
         Ok(state.append(
             &self.inner.config,
@@ -241,8 +261,7 @@ impl KvStore for MemoryKvStore {
         ttl: Option<Duration>,
     ) -> Result<u64> {
         validate_key(key)?;
-        let ttl = self.ttl(ttl)?;
-        self.check_size(key, &value)?;
+        let ttl = self.ttl_seconds(ttl)?;
         self.write(key, KvOperation::Put, value, Some(expected_revision), ttl)
     }
 

@@ -3,6 +3,7 @@
 //! [`MemoryKvStore`](super::MemoryKvStore) is one step on it, under the bucket's lock.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -71,6 +72,14 @@ impl Record {
     }
 }
 
+/// How long an expiry marker is kept, as the server keeps it: the bucket's marker time
+/// in whole seconds (a fraction is dropped). `None` when per-key TTL is off.
+pub(super) fn marker_ttl(config: &BucketConfig) -> Option<Duration> {
+    config
+        .expiry_markers
+        .map(|keep| Duration::from_secs(keep.as_secs()))
+}
+
 impl Log {
     pub(super) fn last_of(&self, key: &str) -> u64 {
         self.keys
@@ -129,7 +138,7 @@ impl Log {
             }
             self.keys.remove(&record.key);
             // A value's expiry leaves a marker; a marker's own expiry leaves nothing.
-            if let (KvOperation::Put, Some(keep)) = (record.operation, config.expiry_markers) {
+            if let (KvOperation::Put, Some(keep)) = (record.operation, marker_ttl(config)) {
                 self.append(
                     config,
                     Record {

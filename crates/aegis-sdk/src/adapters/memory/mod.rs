@@ -105,11 +105,20 @@
 //!
 //! Nothing survives the process and there is no network: no reconnects, server restarts,
 //! slow consumers or clusters. Command status records, which a server drops after a
-//! day, are kept for the life of the backend. Streams keep every message until a limit (count, age)
-//! removes it; byte limits and storage kinds are not enforced. Expiries
+//! day, are kept for the life of the backend. Streams keep every message until a limit
+//! (count, age) removes it; byte limits and storage kinds are not enforced. Expiries
 //! happen when the bucket is next used or a watcher's timer fires, rather than on a
-//! server's schedule. Test those parts, and wire compatibility with Python peers,
-//! against a real server (`aegis-test-support` starts one per test).
+//! server's schedule.
+//!
+//! A consumer's prefetch ([`EventSubscription::prefetch`](crate::EventSubscription::prefetch))
+//! is ignored: events leave the stream one at a time as the subscription asks for the
+//! next, so at most one waits for a free handler. On NATS, up to `prefetch` events wait
+//! in the buffer behind a slow handler with their ack wait running; those that run it
+//! out are delivered again (to this instance or another), so a handler slower than
+//! `ack_wait / prefetch` sees duplicates on a server that it never sees in memory.
+//!
+//! Test those parts, and wire compatibility with Python peers, against a real server
+//! (`aegis-test-support` starts one per test).
 
 mod backend;
 pub mod commands;

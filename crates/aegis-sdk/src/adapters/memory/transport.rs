@@ -13,6 +13,7 @@ use futures::{FutureExt, Stream};
 use tokio::sync::{broadcast, mpsc};
 
 use super::subject;
+use crate::domain::subjects::{check_filter, check_queue_group, check_subject};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::transport::SubscriptionStream;
 use crate::ports::{
@@ -85,12 +86,7 @@ impl MemoryTransport {
     }
 
     fn check(&self, subject: &str, headers: &Headers, payload: &Bytes) -> Result<()> {
-        if subject.is_empty() || subject.contains(char::is_whitespace) {
-            return Err(Error::new(
-                ErrorKind::InvalidName,
-                format!("invalid subject {subject:?}"),
-            ));
-        }
+        check_subject(subject)?;
         let size = headers.wire_len() + payload.len();
         if size > self.max_payload {
             return Err(Error::new(
@@ -216,11 +212,9 @@ impl Transport for MemoryTransport {
         subject: String,
         queue_group: Option<String>,
     ) -> Result<Subscription> {
-        if subject.is_empty() || subject.contains(char::is_whitespace) {
-            return Err(Error::new(
-                ErrorKind::InvalidName,
-                format!("invalid subject {subject:?}"),
-            ));
+        check_filter(&subject)?;
+        if let Some(group) = &queue_group {
+            check_queue_group(group)?;
         }
         let (id, receiver) = self.add(subject, queue_group);
         Ok(Subscription::new(MemorySubscription {

@@ -10,24 +10,21 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::kv;
-use async_nats::HeaderMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::try_join_all;
 
+use super::headers::to_nats;
 use super::kv_watch;
 use super::transport::NatsTransport;
+use crate::adapters::kv_wire::{check_size, write_headers};
 use crate::domain::kv_key::{validate_bucket, validate_key, validate_prefix};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::kv::{
     BucketConfig, KvEntry, KvOperation, KvStatus, KvStore, KvWatch, StorageKind, WatchStart,
     WatchTarget,
 };
-
-const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
-const MESSAGE_TTL: &str = "Nats-TTL";
-const KV_OPERATION: &str = "KV-Operation";
-const ROLLUP: &str = "Nats-Rollup";
+use crate::ports::Headers;
 
 /// A KV bucket on a NATS server. Cheap to clone; clones share the bucket handle.
 #[derive(Clone)]
@@ -44,6 +41,8 @@ pub(super) struct Inner {
     /// `$KV.{bucket}.`: the subject prefix of every key.
     pub(super) prefix: String,
     ttl_enabled: bool,
+    /// The bucket's own largest message (value and headers), if it has one.
+    max_message: Option<usize>,
 }
 
 impl std::fmt::Debug for NatsKvStore {
@@ -139,6 +138,7 @@ impl NatsKvStore {
     ) -> Self {
         let config = &store.stream.cached_info().config;
         let ttl_enabled = config.allow_message_ttl;
+        let max_message = usize::try_from(config.max_message_size).ok();
         NatsKvStore {
             inner: Arc::new(Inner {
                 transport: transport.clone(),
@@ -147,13 +147,15 @@ impl NatsKvStore {
                 bucket: store.name.clone(),
                 prefix: store.put_prefix.clone().unwrap_or(store.prefix.clone()),
                 ttl_enabled,
+                max_message,
                 store,
             }),
         }
     }
 
-    fn ttl_header(&self, headers: &mut HeaderMap, ttl: Option<Duration>) -> Result<()> {
-        let Some(ttl) = ttl else { return Ok(()) };
+    /// The TTL as sent: whole seconds, rounded up.
+    fn ttl_seconds(&self, ttl: Option<Duration>) -> Result<Option<u64>> {
+        let Some(ttl) = ttl else { return Ok(None) };
         if ttl < Duration::from_secs(1) {
             return Err(Error::invalid_argument(format!(
                 "a key TTL must be at least 1 s, not {ttl:?}"
@@ -165,18 +167,25 @@ impl NatsKvStore {
                 self.inner.bucket
             )));
         }
-        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        headers.insert(MESSAGE_TTL, format!("{seconds}s").as_str());
-        Ok(())
+        Ok(Some(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)))
     }
 
     /// Publishes one write to `key` and waits for the server's ack; returns its revision.
-    async fn write(&self, key: &str, headers: HeaderMap, value: Bytes) -> Result<u64> {
+    ///
+    /// A write whose value and headers exceed the bucket's limit (or the connection's
+    /// max payload) is refused here, as the server would refuse it.
+    async fn write(&self, key: &str, headers: Headers, value: Bytes) -> Result<u64> {
+        let max_payload = self.inner.client.max_payload();
+        let limit = self
+            .inner
+            .max_message
+            .map_or(max_payload, |max| max.min(max_payload));
+        check_size(key, &headers, &value, limit)?;
         let subject = format!("{}{}", self.inner.prefix, key);
         let ack = self
             .inner
             .context
-            .publish_with_headers(subject, headers, value)
+            .publish_with_headers(subject, to_nats(&headers).unwrap_or_default(), value)
             .await
             .map_err(|e| self.publish_error(key, e))?;
         let ack = ack.await.map_err(|e| self.publish_error(key, e))?;
@@ -252,8 +261,7 @@ impl KvStore for NatsKvStore {
 
     async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<u64> {
         validate_key(key)?;
-        let mut headers = HeaderMap::new();
-        self.ttl_header(&mut headers, ttl)?;
+        let headers = write_headers(KvOperation::Put, None, self.ttl_seconds(ttl)?);
         self.write(key, headers, value).await
     }
 
@@ -304,39 +312,23 @@ impl KvStore for NatsKvStore {
         ttl: Option<Duration>,
     ) -> Result<u64> {
         validate_key(key)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            EXPECTED_LAST_SUBJECT_SEQUENCE,
-            expected_revision.to_string().as_str(),
+        let headers = write_headers(
+            KvOperation::Put,
+            Some(expected_revision),
+            self.ttl_seconds(ttl)?,
         );
-        self.ttl_header(&mut headers, ttl)?;
         self.write(key, headers, value).await
     }
 
     async fn delete(&self, key: &str, expected_revision: Option<u64>) -> Result<()> {
         validate_key(key)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(KV_OPERATION, "DEL");
-        if let Some(revision) = expected_revision {
-            headers.insert(
-                EXPECTED_LAST_SUBJECT_SEQUENCE,
-                revision.to_string().as_str(),
-            );
-        }
+        let headers = write_headers(KvOperation::Delete, expected_revision, None);
         self.write(key, headers, Bytes::new()).await.map(drop)
     }
 
     async fn purge(&self, key: &str, expected_revision: Option<u64>) -> Result<()> {
         validate_key(key)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(KV_OPERATION, "PURGE");
-        headers.insert(ROLLUP, "sub");
-        if let Some(revision) = expected_revision {
-            headers.insert(
-                EXPECTED_LAST_SUBJECT_SEQUENCE,
-                revision.to_string().as_str(),
-            );
-        }
+        let headers = write_headers(KvOperation::Purge, expected_revision, None);
         self.write(key, headers, Bytes::new()).await.map(drop)
     }
 

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_nats::client::{PublishErrorKind, RequestErrorKind};
+use async_nats::client::{PublishErrorKind, RequestErrorKind, SubscribeErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use super::headers::{from_nats, to_nats};
 use super::options::{redact_url, ConnectOptions, UrlAuth};
+use crate::domain::subjects::{check_filter, check_queue_group, check_subject};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::transport::SubscriptionStream;
 use crate::ports::{
@@ -163,6 +164,7 @@ fn map_event(event: async_nats::Event) -> ConnectionEvent {
 #[async_trait]
 impl Transport for NatsTransport {
     async fn publish(&self, subject: String, headers: Headers, payload: Bytes) -> Result<()> {
+        check_subject(&subject)?;
         self.check_size(&headers, &payload)?;
         let result = match to_nats(&headers) {
             None => self.client.publish(subject, payload).await,
@@ -189,6 +191,7 @@ impl Transport for NatsTransport {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<InboundMessage> {
+        check_subject(&subject)?;
         self.check_size(&headers, &payload)?;
         let mut request = async_nats::Request::new()
             .payload(payload)
@@ -231,12 +234,22 @@ impl Transport for NatsTransport {
         subject: String,
         queue_group: Option<String>,
     ) -> Result<Subscription> {
+        check_filter(&subject)?;
+        if let Some(group) = &queue_group {
+            check_queue_group(group)?;
+        }
         let result = match queue_group {
             Some(group) => self.client.queue_subscribe(subject.clone(), group).await,
             None => self.client.subscribe(subject.clone()).await,
         };
         let subscriber = result.map_err(|e| {
-            Error::connection(format!("cannot subscribe to {subject}: {e}")).with_source(e)
+            let kind = match e.kind() {
+                SubscribeErrorKind::InvalidSubject | SubscribeErrorKind::InvalidQueueName => {
+                    ErrorKind::InvalidName
+                }
+                _ => ErrorKind::Connection,
+            };
+            Error::new(kind, format!("cannot subscribe to {subject}: {e}")).with_source(e)
         })?;
         Ok(Subscription::new(NatsSubscription { inner: subscriber }))
     }
