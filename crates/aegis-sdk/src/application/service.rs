@@ -85,7 +85,7 @@ impl ServiceBuilder {
 
     /// The version announced by the service (default `1.0.0`): a semantic version
     /// (`MAJOR.MINOR.PATCH[-pre-release][+build]`, see
-    /// [`is_semver`](crate::domain::instance::is_semver)), as the registry and the NATS
+    /// [`crate::domain::instance::is_semver`]), as the registry and the NATS
     /// service API require; [`build`](Self::build) rejects any other.
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();

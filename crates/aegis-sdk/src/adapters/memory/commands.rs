@@ -1,5 +1,5 @@
 //! The command ports in memory: the `COMMANDS` work queue on the in-memory
-//! [`stream`](super::stream)s, and status records in an in-memory KV bucket
+//! in-memory streams, and status records in an in-memory KV bucket
 //! `aegis_commands`, laid out as the NATS adapters lay them out.
 
 use std::sync::Arc;

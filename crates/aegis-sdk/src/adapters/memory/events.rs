@@ -1,5 +1,5 @@
-//! [`EventBus`] in memory: the streams and durable consumers of
-//! [`stream`](super::stream), behind the same port as JetStream.
+//! [`EventBus`] in memory: the durable consumers of
+//! the in-memory streams, behind the same port as JetStream.
 
 use async_trait::async_trait;
 use bytes::Bytes;
