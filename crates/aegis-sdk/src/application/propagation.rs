@@ -141,9 +141,7 @@ pub(crate) fn agreeing_trace_id(trace_id: String) -> String {
         }
     });
     match adopted {
-        Ok(Some(trace)) if !trace.matches_envelope_trace_id(&trace_id) => {
-            trace.envelope_trace_id()
-        }
+        Ok(Some(trace)) if !trace.matches_envelope_trace_id(&trace_id) => trace.envelope_trace_id(),
         _ => trace_id,
     }
 }
@@ -207,7 +205,10 @@ mod tests {
     #[tokio::test]
     async fn outgoing_continues_the_current_trace() {
         let root = outgoing();
-        assert!(!root.continued, "no trace yet: a new one, sent without a header");
+        assert!(
+            !root.continued,
+            "no trace yet: a new one, sent without a header"
+        );
         let mut headers = Headers::new();
         root.inject(&mut headers);
         assert!(headers.is_empty());
