@@ -434,6 +434,61 @@ async fn calls_running_when_the_leader_is_killed_never_run_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_crashing_as_a_call_starts_never_runs_it_twice() {
+    // The leader dies the moment its handler starts (it aborts right after logging
+    // EXEC), several times over. Its confirmation must have reached the server before
+    // the handler ran, so the caller learns the call may have run (Interrupted) rather
+    // than sending it again to the next leader.
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let mut nodes = spawn_nodes(&server, "abort", 3, "aggressive");
+    for round in 0..3 {
+        let leader = await_leader(&client, SERVICE, &ids(&nodes), Duration::from_secs(5)).await;
+        // Teach the client that `slow` is exclusive, and who leads now.
+        let reply: Value = client
+            .call(
+                SERVICE,
+                "slow",
+                json!({"call_id": format!("warm-{round}"), "ms": 0}),
+            )
+            .timeout(Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(reply["instance"], leader.as_str());
+
+        let call_id = format!("doomed-{round}");
+        let outcome = client
+            .call::<_, Value>(
+                SERVICE,
+                "slow",
+                json!({"call_id": call_id, "ms": 0, "crash_on": leader}),
+            )
+            .timeout(Duration::from_secs(5))
+            .await;
+        // Lines are read from the nodes' stdout by threads: give a late one time.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let runs: usize = nodes
+            .iter()
+            .map(|n| {
+                n.facts("EXEC")
+                    .iter()
+                    .filter(|e| e.split(' ').next() == Some(call_id.as_str()))
+                    .count()
+            })
+            .sum();
+        assert_eq!(runs, 1, "{call_id} ran {runs} times; outcome {outcome:?}");
+        let error = outcome.expect_err("the leader died running it");
+        assert_eq!(error.kind(), ErrorKind::Interrupted, "{error}");
+        nodes.push(Node::spawn(
+            &server.url(),
+            SERVICE,
+            &format!("abort-r{round}"),
+            "aggressive",
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_caught_in_a_freeze_runs_once_and_learns_its_term_ended() {
     // The leader freezes in the middle of a call, a standby takes over, the old leader
     // thaws and finishes the call: it ran once, its caller waited for it rather than

@@ -194,17 +194,42 @@ impl Dispatcher {
                         self.instance.instance_id.as_str(),
                     );
                     // "I have it": the caller will not send it again, whatever happens.
+                    // The handler starts only once the server has the confirmation (a
+                    // round trip): a leader dying as the handler starts must not leave
+                    // the confirmation unsent in its buffer, or the caller would send
+                    // the call again to the next leader, and it would run twice.
                     if let Some(receipt) = message
                         .headers
                         .get(crate::domain::election::RECEIPT_HEADER)
                         .filter(|s| s.starts_with("_INBOX.") && !s.contains([' ', '*', '>']))
                     {
                         let transport = self.client.transport();
-                        let sent = transport
-                            .publish(receipt.to_owned(), Headers::new(), bytes::Bytes::new())
-                            .await;
-                        if let Err(error) = sent {
+                        let confirmed = async {
+                            transport
+                                .publish(receipt.to_owned(), Headers::new(), bytes::Bytes::new())
+                                .await?;
+                            transport.flush().await
+                        };
+                        if let Err(error) = confirmed.await {
+                            // Unconfirmed, the call must not run: the caller may send it
+                            // again elsewhere.
                             tracing::debug!(%error, "cannot confirm an exclusive call");
+                            let ids = crate::domain::envelope::peek_ids(&message.payload)
+                                .unwrap_or((None, None));
+                            let reply = failure_reply(
+                                self.encoding,
+                                ids.0,
+                                ids.1,
+                                error_code::with_code(
+                                    error_code::INTERNAL_ERROR,
+                                    format!("cannot confirm the call to its caller: {error}"),
+                                ),
+                            );
+                            if let Some(probe) = probe {
+                                probe.finish(&reply);
+                            }
+                            self.send_reply(reply_to, reply_headers, reply).await;
+                            return;
                         }
                     }
                 }

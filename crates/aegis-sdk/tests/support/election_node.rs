@@ -11,7 +11,8 @@
 //! SIGTERM stops the service gracefully (the leader hands over); the end of stdin ends
 //! the process, so nodes do not outlive a killed test. Methods: `work` (exclusive, logs
 //! EXEC), `slow` (exclusive, logs EXEC, sleeps `ms` milliseconds, then logs
-//! `STILL <call-id> <still leader?>`), `fail` (exclusive,
+//! `STILL <call-id> <still leader?>`; with `"crash_on": <instance-id>`, that instance
+//! aborts right after logging EXEC), `fail` (exclusive,
 //! always fails), `whoami` (exclusive, no side effect) and
 //! `status` (any instance).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -60,6 +61,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let token = ctx.fencing_token().unwrap_or_default();
             let call = params["call_id"].as_str().unwrap_or("-").to_owned();
             println!("EXEC {call} {token}");
+            // A crash the moment the call started: no clean-up, nothing more sent.
+            if params["crash_on"].as_str() == Some(ctx.instance_id().as_str()) {
+                std::process::abort();
+            }
             let ms = params["ms"].as_u64().unwrap_or(0);
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             println!("STILL {call} {}", ctx.still_leader());

@@ -14,8 +14,9 @@
 //!
 //! A leader names itself in the `Aegis-Leader` header of its replies, so a client
 //! learns which methods are exclusive and who leads. For those, the client adds an
-//! `Aegis-Receipt` header naming a subject of its own, where the leader confirms at
-//! once that it admitted the call. When the reply is late (100 ms, then at doubling
+//! `Aegis-Receipt` header naming a subject of its own, where the leader confirms that
+//! it admitted the call; the handler starts only once the server has the confirmation
+//! (one round trip), so a leader cannot run a call and die with its confirmation unsent. When the reply is late (100 ms, then at doubling
 //! intervals up to 1 s), the client asks the leader whether it is alive (an empty
 //! request to `rpc.{service}._alive.{instance}`):
 //!
