@@ -223,7 +223,7 @@ impl Probe<'_> {
                 }
                 (true, _) => Outcome::Error,
             };
-            op.finish(self.started, outcome);
+            op.finish_after(elapsed, outcome);
         }
     }
 }

@@ -146,9 +146,9 @@ impl Metrics {
     }
 
     fn lookup(&self, kind: SeriesKind, labels: &[&str]) -> Series {
-        // The key is built in a reused buffer and looked up first among the series this
-        // thread used last: the common case, a hot series, takes no lock, no hash and
-        // no allocation.
+        // Looked up first among the series this thread used last, compared label by
+        // label: the common case, a hot series, takes no lock, no hash, no allocation
+        // and builds no key. The key is built (in a reused buffer) only on a miss.
         thread_local! {
             static LOCAL: std::cell::RefCell<Local> = const {
                 std::cell::RefCell::new(Local { key: String::new(), recent: Vec::new() })
@@ -156,19 +156,25 @@ impl Metrics {
         }
         LOCAL.with_borrow_mut(|local| {
             let Local { key, recent } = local;
+            // The registry's address goes with each entry, so that two registries (as
+            // in unit tests) never share a remembered series.
+            let owner = std::ptr::from_ref(self) as usize;
+            let name = kind.name();
+            if let Some(hit) = recent.iter().find(|hit| hit.is(owner, name, labels)) {
+                return hit.series.clone();
+            }
             key.clear();
             push_key(key, kind, labels);
-            // The registry's address goes with the key, so that two registries (as in
-            // unit tests) never share a remembered series.
-            let owner = std::ptr::from_ref(self) as usize;
-            if let Some((_, _, series)) = recent.iter().find(|(o, k, _)| *o == owner && k == key) {
-                return series.clone();
-            }
             let series = self.shared(kind, labels, key);
             if recent.len() == Local::RECENT {
                 recent.remove(0);
             }
-            recent.push((owner, key.clone(), series.clone()));
+            recent.push(Recent {
+                owner,
+                name,
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                series: series.clone(),
+            });
             series
         })
     }
@@ -225,7 +231,24 @@ fn push_key(key: &mut String, kind: SeriesKind, labels: &[&str]) {
 /// of its registry.
 struct Local {
     key: String,
-    recent: Vec<(usize, String, Series)>,
+    recent: Vec<Recent>,
+}
+
+/// A series a thread used, with what it was asked for by.
+struct Recent {
+    owner: usize,
+    name: &'static str,
+    labels: Vec<String>,
+    series: Series,
+}
+
+impl Recent {
+    fn is(&self, owner: usize, name: &'static str, labels: &[&str]) -> bool {
+        self.owner == owner
+            && self.name == name
+            && self.labels.len() == labels.len()
+            && self.labels.iter().zip(labels).all(|(a, b)| a == b)
+    }
 }
 
 impl Local {
@@ -328,8 +351,13 @@ impl Op {
 
     /// Counts one operation started at `started` and ended with `outcome`.
     pub(crate) fn finish(&self, started: Instant, outcome: Outcome) {
+        self.finish_after(started.elapsed(), outcome);
+    }
+
+    /// As [`Op::finish`], with the time already measured by the caller.
+    pub(crate) fn finish_after(&self, elapsed: Duration, outcome: Outcome) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.record(started.elapsed(), outcome);
+        self.record(elapsed, outcome);
     }
 
     /// Counts one operation that took `elapsed`, not counted as in flight.
