@@ -339,9 +339,9 @@ async fn sdk(url: &str) -> Figures {
     figures
 }
 
-/// Rounds of raw then SDK, alternating, so that a machine busier at one moment than at
+/// Rounds of raw and SDK, alternating, so that a machine busier at one moment than at
 /// another does not favour either side; each figure is the median over the rounds.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -365,7 +365,28 @@ fn main() {
         let mut metered = Vec::new();
         // For profiling one side: AEGIS_BENCH_ONLY=raw, sdk or metered repeats that side only.
         let only = std::env::var("AEGIS_BENCH_ONLY").unwrap_or_default();
-        for _ in 0..ROUNDS {
+        for round in 0..ROUNDS {
+            if only.is_empty() {
+                // Raw, SDK, SDK with metrics on, in the same rounds so that all see the
+                // same machine; the order flips every other round, so that neither
+                // going first nor going last favours a side.
+                let flipped = round % 2 == 1;
+                if flipped {
+                    Metrics::enable();
+                    metered.push(sdk_metered(&url).await);
+                    Metrics::disable();
+                    sdks.push(sdk(&url).await);
+                    raws.push(raw(&url, false).await);
+                } else {
+                    raws.push(raw(&url, false).await);
+                    sdks.push(sdk(&url).await);
+                    Metrics::enable();
+                    metered.push(sdk_metered(&url).await);
+                    Metrics::disable();
+                }
+                traced.push(raw(&url, true).await);
+                continue;
+            }
             if only == "metered" {
                 // Profiling the SDK with metrics on: both sides metered.
                 Metrics::enable();
@@ -383,13 +404,6 @@ fn main() {
             } else {
                 sdk(&url).await
             });
-            if only.is_empty() {
-                traced.push(raw(&url, true).await);
-                // Metrics on, in the same rounds, so that both see the same machine.
-                Metrics::enable();
-                metered.push(sdk_metered(&url).await);
-                Metrics::disable();
-            }
         }
         if std::env::var_os("AEGIS_BENCH_SIDES").is_some() {
             let client_only = sdk_client_only(&url).await;
