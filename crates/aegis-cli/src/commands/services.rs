@@ -25,9 +25,9 @@ use crate::Global;
 /// How long a burst of registry changes may take to be drawn as one.
 const BURST: Duration = Duration::from_millis(50);
 
-/// The heartbeat interval of an entry that does not say its own (the SDK's default;
-/// Python peers use the same).
-const DEFAULT_HEARTBEAT_INTERVAL: f64 = 5.0;
+/// The heartbeat interval of an entry that does not say its own: such entries come from
+/// Python peers (or older Rust ones), and the Python SDK beats every 10 s.
+const DEFAULT_HEARTBEAT_INTERVAL: f64 = 10.0;
 
 /// The holder of each single-active group's lease, by (service, group); `None` when
 /// nobody holds it.

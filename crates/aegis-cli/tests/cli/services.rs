@@ -276,7 +276,8 @@ fn entries_that_missed_two_heartbeats_are_marked_stale() {
     for (id, age, interval) in [
         ("w-late", 3, 1.0),
         ("w-fresh", 1, 1.0),
-        ("w-default", 7, 0.0),
+        ("w-default", 15, 0.0),
+        ("w-default-late", 25, 0.0),
     ] {
         let mut metadata = json!({});
         if interval > 0.0 {
@@ -311,10 +312,16 @@ fn entries_that_missed_two_heartbeats_are_marked_stale() {
             )
         })
         .collect();
-    // Without an interval of its own, an entry gets the default 5 s: 7 s is not stale.
+    // Without an interval of its own (a Python peer's entry), an entry gets Python's
+    // 10 s: 15 s is not stale, 25 s is.
     assert_eq!(
         stale,
-        [("w-default", false), ("w-fresh", false), ("w-late", true)]
+        [
+            ("w-default", false),
+            ("w-default-late", true),
+            ("w-fresh", false),
+            ("w-late", true)
+        ]
     );
     let table = run(&url, &["services", "worker"]).ok().stdout;
     let late = table.lines().find(|l| l.contains("w-late")).unwrap();
