@@ -11,7 +11,6 @@ use aegis_sdk::{
     Priority, Service,
 };
 use aegis_test_support::NatsServer;
-use futures::StreamExt;
 use serde_json::{json, Value};
 
 /// Long enough for any step of these tests on a busy machine; only hit when broken.
@@ -49,71 +48,6 @@ async fn final_status(client: &Client, id: &str, state: CommandState) -> Command
         }
     })
     .await
-}
-
-async fn dead_letter(
-    server: &NatsServer,
-    subject: &str,
-) -> async_nats::jetstream::message::StreamMessage {
-    let nats = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(nats);
-    let stream = js
-        .get_stream("COMMANDS_DLQ")
-        .await
-        .expect("dead-letter stream");
-    stream
-        .get_last_raw_message_by_subject(subject)
-        .await
-        .expect("a dead letter")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn progress_arrives_in_order_then_the_result() {
-    let server = NatsServer::start();
-    let service = Service::builder("batch")
-        .on_command("process", |ctx: CommandContext, p: Value| async move {
-            let items = p["items"].as_u64().unwrap_or(0);
-            for step in 0..=4u32 {
-                ctx.progress(f64::from(step) * 25.0, format!("step {step}"))
-                    .await?;
-            }
-            Ok::<_, HandlerError>(json!({"processed": items}))
-        })
-        .build()
-        .unwrap();
-    service.start(&connect(&server).await).await.unwrap();
-
-    let client = connect(&server).await;
-    let mut handle = client
-        .send_command("batch", "process", json!({"items": 7}))
-        .await
-        .unwrap();
-    let id = handle.id().to_owned();
-    let progress: Vec<_> = within("progress", handle.progress().collect::<Vec<_>>()).await;
-    let percents: Vec<f64> = progress.iter().map(|p| p.percent).collect();
-    assert_eq!(percents, vec![0.0, 25.0, 50.0, 75.0, 100.0]);
-    assert_eq!(progress[4].message, "step 4");
-    let result: Value = within("result", handle.result()).await.unwrap();
-    assert_eq!(result, json!({"processed": 7}));
-
-    // The record is readable by id from another connection.
-    let other = connect(&server).await;
-    let status = final_status(&other, &id, CommandState::Succeeded).await;
-    assert_eq!(status.result, Some(json!({"processed": 7})));
-    assert_eq!(status.progress.map(|p| p.percent), Some(100.0));
-    assert_eq!(
-        other
-            .command_status(&uuid::Uuid::new_v4().to_string())
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        other.command_status("not.an.id").await.unwrap_err().kind(),
-        ErrorKind::InvalidName
-    );
-    service.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,121 +273,6 @@ async fn low_priority_still_advances_under_sustained_high_priority_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_are_retried_then_dead_lettered() {
-    let server = NatsServer::start();
-    let flaky_runs = Arc::new(AtomicUsize::new(0));
-    let broken_runs = Arc::new(AtomicUsize::new(0));
-    let service = Service::builder("retrying")
-        .on_command_with("flaky", fast_options(), {
-            let runs = flaky_runs.clone();
-            move |ctx: CommandContext, _: Value| {
-                runs.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if ctx.attempt() <= 2 {
-                        return Err(HandlerError::msg(format!(
-                            "flaky attempt {}",
-                            ctx.attempt()
-                        )));
-                    }
-                    Ok(json!({"attempt": ctx.attempt()}))
-                }
-            }
-        })
-        .on_command_with("broken", fast_options(), {
-            let runs = broken_runs.clone();
-            move |_: CommandContext, _: Value| {
-                runs.fetch_add(1, Ordering::SeqCst);
-                async move { Err::<Value, _>(HandlerError::msg("disk on fire")) }
-            }
-        })
-        .build()
-        .unwrap();
-    service.start(&connect(&server).await).await.unwrap();
-    let client = connect(&server).await;
-
-    let result: Value = within(
-        "flaky",
-        client
-            .send_command("retrying", "flaky", json!({}))
-            .max_retries(3)
-            .await
-            .unwrap()
-            .result(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(result, json!({"attempt": 3}));
-    assert_eq!(flaky_runs.load(Ordering::SeqCst), 3);
-
-    let handle = client
-        .send_command("retrying", "broken", json!({}))
-        .max_retries(2)
-        .await
-        .unwrap();
-    let id = handle.id().to_owned();
-    let err = within("broken", handle.result::<Value>())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Remote, "{err}");
-    assert_eq!(err.message(), "disk on fire");
-    assert_eq!(broken_runs.load(Ordering::SeqCst), 3, "1 run + 2 retries");
-    let status = final_status(&client, &id, CommandState::Failed).await;
-    assert_eq!(status.attempt, 3);
-
-    let letter = dead_letter(&server, "dlq.commands.retrying.broken").await;
-    assert_eq!(
-        letter.headers.get("Aegis-Command-Id").map(|v| v.as_str()),
-        Some(id.as_str())
-    );
-    assert_eq!(
-        letter.headers.get("Aegis-Dlq-Reason").map(|v| v.as_str()),
-        Some("disk on fire")
-    );
-    service.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_past_its_timeout_is_cancelled() {
-    let server = NatsServer::start();
-    let saw_cancel = Arc::new(AtomicBool::new(false));
-    let service = Service::builder("slow")
-        .on_command_with("sleep", fast_options(), {
-            let saw_cancel = saw_cancel.clone();
-            move |ctx: CommandContext, _: Value| {
-                let saw_cancel = saw_cancel.clone();
-                async move {
-                    tokio::select! {
-                        _ = ctx.cancelled() => saw_cancel.store(true, Ordering::SeqCst),
-                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                    }
-                    Ok::<_, HandlerError>(json!("finished"))
-                }
-            }
-        })
-        .build()
-        .unwrap();
-    service.start(&connect(&server).await).await.unwrap();
-    let client = connect(&server).await;
-
-    let handle = client
-        .send_command("slow", "sleep", json!({}))
-        .timeout(Duration::from_millis(300))
-        .await
-        .unwrap();
-    let id = handle.id().to_owned();
-    let err = within("timeout", handle.result::<Value>())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(
-        saw_cancel.load(Ordering::SeqCst),
-        "the handler saw the cancel"
-    );
-    final_status(&client, &id, CommandState::TimedOut).await;
-    service.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_a_running_handler_and_a_queued_command() {
     let server = NatsServer::start();
     let saw_cancel = Arc::new(AtomicBool::new(false));
@@ -502,64 +321,19 @@ async fn cancel_stops_a_running_handler_and_a_queued_command() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
-    assert!(saw_cancel.load(Ordering::SeqCst));
+    // The handler itself is told; on a busy machine the sender may hear the outcome
+    // before the handler's code after `cancelled()` has run.
+    within("the handler seeing the cancel", async {
+        while !saw_cancel.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 
     // The queued one was handed to the worker too, and skipped: only one run.
     wait_ack_pending(&server, "aegis_cmd_cancellable_run", 0).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     final_status(&client, &queued_id, CommandState::Cancelled).await;
-    service.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_command_id_runs_once() {
-    let server = NatsServer::start();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let service = Service::builder("idempotent")
-        .on_command_with("charge", fast_options(), {
-            let runs = runs.clone();
-            move |_: CommandContext, p: Value| {
-                let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
-                async move {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    Ok::<_, HandlerError>(json!({"amount": p["amount"], "run": run}))
-                }
-            }
-        })
-        .build()
-        .unwrap();
-    service.start(&connect(&server).await).await.unwrap();
-
-    let id = uuid::Uuid::new_v4().to_string();
-    let first_client = connect(&server).await;
-    let second_client = connect(&server).await;
-    let (first, second) = tokio::join!(
-        first_client
-            .send_command("idempotent", "charge", json!({"amount": 5}))
-            .id(&id),
-        second_client
-            .send_command("idempotent", "charge", json!({"amount": 5}))
-            .id(&id),
-    );
-    let first: Value = within("first", first.unwrap().result()).await.unwrap();
-    let second: Value = within("second", second.unwrap().result()).await.unwrap();
-    assert_eq!(first, json!({"amount": 5, "run": 1}));
-    assert_eq!(second, first);
-
-    // Later again, after it finished: the recorded outcome, no new run.
-    let third: Value = within(
-        "third",
-        first_client
-            .send_command("idempotent", "charge", json!({"amount": 5}))
-            .id(&id)
-            .await
-            .unwrap()
-            .result(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(third, first);
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
     service.stop().await.unwrap();
 }
 
@@ -646,43 +420,6 @@ async fn an_existing_commands_stream_that_is_not_a_work_queue_is_an_error() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_is_refused_before_the_wire() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let cases = [
-        ("bad.service", "run", json!({}), ErrorKind::InvalidName),
-        ("svc", "bad cmd", json!({}), ErrorKind::InvalidName),
-        ("svc", "run", json!([1, 2]), ErrorKind::InvalidArgument),
-    ];
-    for (service, command, payload, kind) in cases {
-        let err = client
-            .send_command(service, command, payload)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), kind, "{service} {command}: {err}");
-    }
-    let err = client
-        .send_command("svc", "run", json!({}))
-        .id("a.b")
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidName);
-    let err = client
-        .send_command("svc", "run", json!({}))
-        .timeout(Duration::ZERO)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    let err = Service::builder("svc")
-        .on_command("no.dots", |_: CommandContext, _: Value| async move {
-            Ok::<_, HandlerError>(json!(null))
-        })
-        .build()
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidName);
 }
 
 /// Kills the child process if the test fails before it does.

@@ -597,6 +597,13 @@ async fn bad_input_is_refused_before_the_wire(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let err = Service::builder("svc")
+        .on_command("no.dots", |_: CommandContext, _: Value| async move {
+            Ok::<_, HandlerError>(json!(null))
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName);
 }
 
 async fn another_client_attaches_to_and_cancels_a_command_by_id(backend: Backend) {

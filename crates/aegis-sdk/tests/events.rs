@@ -682,50 +682,6 @@ async fn new_broadcast_instance_starts_with_new_events_unless_told_otherwise() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_running_handler_is_not_redelivered_while_it_works() {
-    let server = NatsServer::start();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let service = {
-        let calls = calls.clone();
-        Service::builder("slowpoke")
-            .events(
-                EventSubscription::new(
-                    "job.started",
-                    DeliveryMode::Compete,
-                    move |_ctx: EventContext, _event: Event<Value>| {
-                        let calls = calls.clone();
-                        async move {
-                            calls.fetch_add(1, Ordering::SeqCst);
-                            // Two and a half times the ack wait.
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                            Ok(())
-                        }
-                    },
-                )
-                .ack_wait(Duration::from_secs(2))
-                .concurrency(4),
-            )
-            .build()
-            .unwrap()
-    };
-    start(&service, &server).await;
-    connect(&server)
-        .await
-        .publish_event("job", "started", json!({}))
-        .await
-        .unwrap();
-
-    wait_until("the handler", Duration::from_secs(10), || {
-        calls.load(Ordering::SeqCst) >= 1
-    })
-    .await;
-    // With concurrency 4, a redelivery during the 5 s would start a second call at once.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    service.stop().await.unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_publish_is_stored_once() {
     let server = NatsServer::start();
     let publisher = connect(&server).await.event_publisher().unwrap();

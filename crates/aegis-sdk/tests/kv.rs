@@ -330,56 +330,6 @@ async fn ttl_expiry_seen_by_get_keys_watcher_and_create() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefix_watch_reports_deletes_and_purges_with_their_keys() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let kv = bucket(&client, "watched").await;
-    let store = kv.store();
-
-    // A prefix that does not end on a token boundary.
-    let mut watch = store
-        .watch(WatchTarget::Prefix("order-".into()), WatchStart::NewOnly)
-        .await
-        .unwrap();
-    assert!(watch.current_at_start());
-    kv.put("order-1", &1).await.unwrap();
-    kv.put("other", &0).await.unwrap();
-    kv.put("order-2", &2).await.unwrap();
-    kv.delete("order-1").await.unwrap();
-    kv.purge("order-2").await.unwrap();
-
-    let mut seen = Vec::new();
-    for _ in 0..4 {
-        let change = next(&mut watch).await;
-        seen.push((change.key, change.operation));
-    }
-    assert_eq!(
-        seen,
-        vec![
-            ("order-1".to_owned(), KvOperation::Put),
-            ("order-2".to_owned(), KvOperation::Put),
-            ("order-1".to_owned(), KvOperation::Delete),
-            ("order-2".to_owned(), KvOperation::Purge),
-        ]
-    );
-
-    // A watch on one key sees that key only.
-    let mut one = store
-        .watch(WatchTarget::Key("other".into()), WatchStart::CurrentValues)
-        .await
-        .unwrap();
-    let current = next(&mut one).await;
-    assert_eq!((current.key.as_str(), current.pending), ("other", 0));
-    kv.put("order-3", &3).await.unwrap();
-    kv.put("other", &1).await.unwrap();
-    let change = next(&mut one).await;
-    assert_eq!(
-        (change.key.as_str(), change.value.as_ref()),
-        ("other", &b"1"[..])
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_current_values_first_then_changes() {
     let server = NatsServer::start();
     let client = connect(&server).await;

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aegis_sdk::application::discovery::{CachedDiscovery, Discovery};
-use aegis_sdk::application::kv::Kv;
 use aegis_sdk::application::registration::{Registration, RegistryOptions};
 use aegis_sdk::application::registry::ServiceRegistry;
 use aegis_sdk::application::routing::Router;
@@ -251,41 +250,6 @@ async fn status_changes_reach_discovery_and_filter_healthy_lists() {
     );
     service.stop().await.unwrap();
     other.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_written_by_python_peers_are_read_and_judged_stale() {
-    let server = NatsServer::start();
-    let client = connect(&server.url()).await;
-    let registry = ServiceRegistry::open(&client).await.unwrap();
-    let kv = Kv::new(registry.store().clone());
-    let fresh = chrono::Utc::now().to_rfc3339();
-    kv.put(
-        "service-instances__py-service__py-1",
-        &json!({"service_name": "py-service", "instance_id": "py-1", "version": "1.0.0",
-                "status": "ACTIVE", "last_heartbeat": fresh, "metadata": {}}),
-    )
-    .await
-    .unwrap();
-    kv.put(
-        "service-instances__py-service__py-2",
-        &json!({"serviceName": "py-service", "instanceId": "py-2", "version": "1.0.0",
-                "status": "ACTIVE", "lastHeartbeat": "2020-01-01T00:00:00+00:00", "metadata": {}}),
-    )
-    .await
-    .unwrap();
-
-    let discovery = Discovery::open(&client).await.unwrap();
-    assert_eq!(
-        ids(&discovery.instances("py-service", false).await.unwrap()),
-        vec!["py-1", "py-2"]
-    );
-    assert_eq!(
-        ids(&discovery.instances("py-service", true).await.unwrap()),
-        vec!["py-1"]
-    );
-    let cache = discovery.cached(&client).await.unwrap();
-    assert_eq!(ids(&cache.instances("py-service", true)), vec!["py-1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
