@@ -11,6 +11,9 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -143,19 +146,9 @@ async fn compete_throughput(server: &NatsServer, publisher: &EventPublisher) -> 
     rate
 }
 
-/// CPU time this process used so far, summed over its threads, in nanoseconds: the
-/// first field of each `/proc/self/task/{tid}/schedstat` (finer than `/proc/self/stat`'s
-/// 10 ms ticks).
+/// CPU time this process used so far (see [`cpu::cpu_time_of`]).
 fn cpu_time() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let nanos: u64 = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
+    cpu::cpu_time_of("self")
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -12,6 +12,9 @@
 
 #![allow(clippy::print_stdout, missing_docs)]
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,24 +33,9 @@ struct Echo {
     message: String,
 }
 
-/// User plus system CPU time of this process so far.
+/// CPU time of this process so far (see [`cpu::cpu_time_of`]).
 fn cpu_time() -> Duration {
-    cpu_time_of("self")
-}
-
-/// CPU time of process `pid` ("self" for this one) so far, summed over its threads, in
-/// nanoseconds: the first field of each `/proc/{pid}/task/{tid}/schedstat` (time spent
-/// on a CPU). Finer than the 10 ms ticks of `/proc/{pid}/stat`.
-fn cpu_time_of(pid: &str) -> Duration {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Duration::ZERO;
-    };
-    let nanos: u64 = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
+    cpu::cpu_time_of("self")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -70,7 +58,7 @@ static SERVER_PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 fn server_cpu_time() -> Duration {
     SERVER_PID
         .get()
-        .map_or(Duration::ZERO, |pid| cpu_time_of(pid))
+        .map_or(Duration::ZERO, |pid| cpu::cpu_time_of(pid))
 }
 
 async fn measure<F, Fut>(call: F) -> Figures
