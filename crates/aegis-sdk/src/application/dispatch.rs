@@ -176,13 +176,9 @@ impl Dispatcher {
                         if let Some(leader) = refusal.leader {
                             reply_headers.insert(crate::domain::election::LEADER_HEADER, leader);
                         }
-                        let ids = crate::domain::envelope::peek_ids(&message.payload)
-                            .unwrap_or((None, None));
-                        let reply = failure_reply(self.encoding, ids.0, ids.1, refusal.error);
-                        if let Some(probe) = probe {
-                            probe.finish(&reply);
-                        }
-                        self.send_reply(reply_to, reply_headers, reply).await;
+                        let payload = &message.payload;
+                        self.refuse(payload, probe, reply_to, reply_headers, refusal.error)
+                            .await;
                         return;
                     }
                 };
@@ -203,32 +199,17 @@ impl Dispatcher {
                         .get(crate::domain::election::RECEIPT_HEADER)
                         .filter(|s| s.starts_with("_INBOX.") && !s.contains([' ', '*', '>']))
                     {
-                        let transport = self.client.transport();
-                        let confirmed = async {
-                            transport
-                                .publish(receipt.to_owned(), Headers::new(), bytes::Bytes::new())
-                                .await?;
-                            transport.flush().await
-                        };
-                        if let Err(error) = confirmed.await {
+                        if let Err(error) = self.confirm(receipt).await {
                             // Unconfirmed, the call must not run: the caller may send it
                             // again elsewhere.
                             tracing::debug!(%error, "cannot confirm an exclusive call");
-                            let ids = crate::domain::envelope::peek_ids(&message.payload)
-                                .unwrap_or((None, None));
-                            let reply = failure_reply(
-                                self.encoding,
-                                ids.0,
-                                ids.1,
-                                error_code::with_code(
-                                    error_code::INTERNAL_ERROR,
-                                    format!("cannot confirm the call to its caller: {error}"),
-                                ),
+                            let error = error_code::with_code(
+                                error_code::INTERNAL_ERROR,
+                                format!("cannot confirm the call to its caller: {error}"),
                             );
-                            if let Some(probe) = probe {
-                                probe.finish(&reply);
-                            }
-                            self.send_reply(reply_to, reply_headers, reply).await;
+                            let payload = &message.payload;
+                            self.refuse(payload, probe, reply_to, reply_headers, error)
+                                .await;
                             return;
                         }
                     }
@@ -267,6 +248,33 @@ impl Dispatcher {
         }
 
         self.send_reply(reply_to, reply_headers, outgoing).await;
+    }
+
+    /// Tells the caller on its `receipt` subject that the call was admitted, and waits
+    /// until the server has it.
+    async fn confirm(&self, receipt: &str) -> crate::Result<()> {
+        let transport = self.client.transport();
+        transport
+            .publish(receipt.to_owned(), Headers::new(), bytes::Bytes::new())
+            .await?;
+        transport.flush().await
+    }
+
+    /// Answers a request that will not run with a failure reply saying `error`.
+    async fn refuse(
+        &self,
+        payload: &[u8],
+        probe: Option<super::micro::Probe<'_>>,
+        reply_to: String,
+        headers: Headers,
+        error: String,
+    ) {
+        let ids = crate::domain::envelope::peek_ids(payload).unwrap_or((None, None));
+        let reply = failure_reply(self.encoding, ids.0, ids.1, error);
+        if let Some(probe) = probe {
+            probe.finish(&reply);
+        }
+        self.send_reply(reply_to, headers, reply).await;
     }
 
     /// The span of one handler run, with the request's message id when it is recorded.

@@ -161,10 +161,7 @@ pub(crate) fn inject(headers: &mut Headers, trace: &TraceContext) {
 /// The remote parent of an incoming message: the `traceparent` header when valid, else
 /// the trace named by the envelope's `trace_id` (looked up in `payload` only then).
 pub(crate) fn incoming(headers: &Headers, payload: &[u8]) -> Option<TraceContext> {
-    from_header(headers).or_else(|| {
-        let (_, trace_id) = envelope::peek_ids(payload)?;
-        TraceContext::from_envelope_trace_id(&trace_id?)
-    })
+    from_header(headers).or_else(|| from_payload(payload))
 }
 
 /// As [`incoming`] for an RPC request, whose handler decodes the envelope anyway: without
@@ -176,15 +173,10 @@ pub(crate) fn incoming_request(
     payload: &[u8],
     span: &tracing::Span,
 ) -> Option<TraceContext> {
-    if !headers.is_empty() {
-        if let Some(trace) = from_header(headers) {
-            return Some(trace);
-        }
-    }
-    if span.is_disabled() && !cfg!(feature = "otel") {
-        return None;
-    }
-    incoming(&Headers::new(), payload)
+    from_header(headers).or_else(|| {
+        let recorded = !span.is_disabled() || cfg!(feature = "otel");
+        recorded.then(|| from_payload(payload)).flatten()
+    })
 }
 
 /// The trace of a message whose envelope was already decoded.
@@ -193,9 +185,18 @@ pub(crate) fn incoming_decoded(headers: &Headers, trace_id: &str) -> Option<Trac
 }
 
 fn from_header(headers: &Headers) -> Option<TraceContext> {
+    if headers.is_empty() {
+        return None;
+    }
     headers
         .get(TRACEPARENT)
         .and_then(TraceContext::parse_traceparent)
+}
+
+/// The trace an envelope's `trace_id` names, looked up in `payload`.
+fn from_payload(payload: &[u8]) -> Option<TraceContext> {
+    let (_, trace_id) = envelope::peek_ids(payload)?;
+    TraceContext::from_envelope_trace_id(&trace_id?)
 }
 
 #[cfg(test)]
