@@ -87,13 +87,13 @@ pub(crate) async fn continue_trace<F: Future>(
 
 /// The context for a message about to be sent, and whether it continues a trace (then
 /// the message carries a `traceparent` header; see the module docs).
-pub(crate) fn outgoing() -> Outgoing {
+pub(crate) fn outgoing() -> OutgoingTrace {
     match continuing() {
-        Some(trace) => Outgoing {
+        Some(trace) => OutgoingTrace {
             trace,
             continued: true,
         },
-        None => Outgoing {
+        None => OutgoingTrace {
             trace: TraceContext::new_root(),
             continued: false,
         },
@@ -102,14 +102,14 @@ pub(crate) fn outgoing() -> Outgoing {
 
 /// The trace context of a message about to be sent.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Outgoing {
+pub(crate) struct OutgoingTrace {
     /// A new span in the current trace, or a new trace.
     pub(crate) trace: TraceContext,
     /// Whether `trace` continues a trace rather than starting one.
     pub(crate) continued: bool,
 }
 
-impl Outgoing {
+impl OutgoingTrace {
     /// Adds the `traceparent` header when the message continues a trace.
     pub(crate) fn inject(&self, headers: &mut Headers) {
         if self.continued {
