@@ -32,8 +32,58 @@ use crate::ports::Headers;
 
 tokio::task_local! {
     /// A cell, so that a handler whose request had no `traceparent` header can adopt
-    /// the envelope's trace once it has decoded the request (see [`adopt_envelope_trace`]).
-    static CURRENT: Cell<Option<TraceContext>>;
+    /// the envelope's trace once it has decoded the request (see [`agreeing_trace_id`]).
+    static CURRENT: Cell<Slot>;
+}
+
+/// What [`CURRENT`] holds.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// No trace.
+    Empty,
+    /// This trace.
+    Trace(TraceContext),
+    /// The trace an envelope's `trace_id` names, kept as text until it is asked for:
+    /// most handlers never send anything, and reading the id costs more than keeping it.
+    Envelope { text: [u8; ENVELOPE_TEXT], len: u8 },
+}
+
+/// The longest envelope `trace_id` kept unread in a [`Slot`]: a hyphenated UUID.
+const ENVELOPE_TEXT: usize = 36;
+
+impl Slot {
+    fn of(trace: Option<TraceContext>) -> Slot {
+        trace.map_or(Slot::Empty, Slot::Trace)
+    }
+
+    /// The envelope's trace, unread if it is short enough to keep, else read now.
+    fn envelope(trace_id: &str) -> Slot {
+        let bytes = trace_id.as_bytes();
+        if bytes.len() > ENVELOPE_TEXT {
+            return Slot::of(TraceContext::from_envelope_trace_id(trace_id));
+        }
+        let mut text = [0; ENVELOPE_TEXT];
+        text[..bytes.len()].copy_from_slice(bytes);
+        Slot::Envelope {
+            text,
+            len: bytes.len() as u8,
+        }
+    }
+
+    /// The trace held, reading a kept envelope id (and keeping what it read).
+    fn read(cell: &Cell<Slot>) -> Option<TraceContext> {
+        match cell.get() {
+            Slot::Empty => None,
+            Slot::Trace(trace) => Some(trace),
+            Slot::Envelope { text, len } => {
+                let trace = std::str::from_utf8(&text[..usize::from(len)])
+                    .ok()
+                    .and_then(TraceContext::from_envelope_trace_id);
+                cell.set(Slot::of(trace));
+                trace
+            }
+        }
+    }
 }
 
 /// The trace of the handler running in this task, if any.
@@ -53,14 +103,14 @@ tokio::task_local! {
 /// # }
 /// ```
 pub fn current() -> Option<TraceContext> {
-    CURRENT.try_with(Cell::get).ok().flatten()
+    CURRENT.try_with(Slot::read).ok().flatten()
 }
 
 /// Runs `work` (a future, or a [`Call`](super::Call) and the like) in `trace`: messages
 /// it sends continue that trace.
 pub async fn in_trace<F: IntoFuture>(trace: TraceContext, work: F) -> F::Output {
     CURRENT
-        .scope(Cell::new(Some(trace)), work.into_future())
+        .scope(Cell::new(Slot::Trace(trace)), work.into_future())
         .await
 }
 
@@ -80,7 +130,10 @@ pub(crate) async fn continue_trace<F: Future>(
         crate::adapters::otel::set_parent(&span, parent);
     }
     CURRENT
-        .scope(Cell::new(parent.map(|parent| parent.child())), work)
+        .scope(
+            Cell::new(Slot::of(parent.map(|parent| parent.child()))),
+            work,
+        )
         .instrument(span)
         .await
 }
@@ -134,11 +187,11 @@ fn continuing() -> Option<TraceContext> {
 /// header (and whose trace was therefore left unset) adopts the envelope's trace here.
 pub(crate) fn agreeing_trace_id(trace_id: String) -> String {
     let adopted = CURRENT.try_with(|current| match current.get() {
-        Some(trace) => Some(trace),
-        None => {
-            current.set(TraceContext::from_envelope_trace_id(&trace_id));
+        Slot::Empty => {
+            current.set(Slot::envelope(&trace_id));
             None
         }
+        _ => Slot::read(current),
     });
     match adopted {
         Ok(Some(trace)) if !trace.matches_envelope_trace_id(&trace_id) => trace.envelope_trace_id(),
