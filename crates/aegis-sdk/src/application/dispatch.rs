@@ -58,11 +58,18 @@ impl Dispatcher {
         let inline_first_poll =
             tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
 
-        'serve: loop {
+        // One wait for the stop, made once: not a fresh registration per request.
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        tokio::pin!(stopped);
+        let mut stopping = false;
+
+        'serve: while !stopping {
             let message = loop {
                 tokio::select! {
                     biased;
-                    _ = stop.wait_for(|stopped| *stopped) => break 'serve,
+                    () = &mut stopped => break 'serve,
                     // Reap finished handlers so the set stays as small as the work.
                     Some(_) = running.join_next(), if !running.is_empty() => continue,
                     message = subscription.next() => break message,
@@ -76,7 +83,10 @@ impl Dispatcher {
                 Ok(permit) => Some(permit),
                 Err(_) => tokio::select! {
                     permit = self.permits.clone().acquire_owned() => permit.ok(),
-                    _ = stop.wait_for(|stopped| *stopped) => None,
+                    () = &mut stopped => {
+                        stopping = true;
+                        None
+                    }
                 },
             };
             let this = self.clone();
@@ -221,7 +231,9 @@ impl Dispatcher {
                     message_id: String::new(),
                     trace_id: String::new(),
                     source: None,
-                    deadline: Instant::now(),
+                    // When the request arrived, until the handler adds the caller's
+                    // budget to it.
+                    deadline: probe.as_ref().map_or_else(Instant::now, |p| p.started()),
                     headers: message.headers,
                     fencing_token,
                     leadership: fencing_token
@@ -300,24 +312,33 @@ impl Dispatcher {
             super::micro::error_headers(&mut headers, outgoing.error.as_deref());
         }
         let transport = self.client.transport();
-        let sent = transport
-            .publish(reply_to.clone(), headers, outgoing.payload.into())
-            .await;
-        match sent {
-            Ok(()) => {}
+        let mut payload = outgoing.payload;
+        let (size, max) = (headers.wire_len() + payload.len(), transport.max_payload());
+        if size > max {
             // The caller would otherwise wait out its timeout for a reply that never comes.
-            Err(error) if error.kind() == crate::ErrorKind::PayloadTooLarge => {
-                let reply = failure_reply(
-                    self.encoding,
-                    None,
-                    None,
-                    error_code::with_code(error_code::INTERNAL_ERROR, error.message()),
-                );
-                let _ = transport
-                    .publish(reply_to, Headers::new(), reply.payload.into())
-                    .await;
+            let error = format!(
+                "the reply of {size} bytes exceeds the server's max_payload of {max} bytes"
+            );
+            tracing::debug!(service = %self.instance.service, "{error}");
+            headers = Headers::new();
+            payload = failure_reply(
+                self.encoding,
+                None,
+                None,
+                error_code::with_code(error_code::INTERNAL_ERROR, error),
+            )
+            .payload;
+        }
+        let sent = match self.client.nats() {
+            // The same transport, called without boxing its future.
+            Some(nats) => {
+                nats.publish_message(reply_to, headers, payload.into())
+                    .await
             }
-            Err(error) => tracing::debug!(%error, "cannot send rpc reply"),
+            None => transport.publish(reply_to, headers, payload.into()).await,
+        };
+        if let Err(error) = sent {
+            tracing::debug!(%error, "cannot send rpc reply");
         }
     }
 }

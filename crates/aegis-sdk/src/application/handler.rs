@@ -5,7 +5,6 @@ use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -136,7 +135,8 @@ where
         let instance = context.instance.clone();
         let ids = (context.message_id.clone(), context.trace_id.clone());
         let budget = std::time::Duration::from_secs_f64(request.timeout.min(1.0e9));
-        context.deadline = Instant::now() + budget;
+        // The dispatcher left the time of arrival in `deadline`.
+        context.deadline += budget;
 
         // Calling the function may itself panic before it returns a future.
         let future = match std::panic::catch_unwind(AssertUnwindSafe(|| {

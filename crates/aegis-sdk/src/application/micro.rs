@@ -184,6 +184,11 @@ pub(crate) struct Probe<'a> {
 }
 
 impl Probe<'_> {
+    /// When the request began.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Counts the request, as failed if `reply` reports a failure.
     pub(crate) fn finish(mut self, reply: &Outgoing) {
         self.finished = true;

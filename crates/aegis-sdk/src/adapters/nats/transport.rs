@@ -136,34 +136,14 @@ impl NatsTransport {
         &self.client
     }
 
-    fn check_size(&self, headers: &Headers, payload: &Bytes) -> Result<()> {
-        let size = headers.wire_len() + payload.len();
-        let max = self.client.max_payload();
-        if size > max {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!("message of {size} bytes exceeds the server's max_payload of {max} bytes"),
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn map_event(event: async_nats::Event) -> ConnectionEvent {
-    match event {
-        async_nats::Event::Connected => ConnectionEvent::Connected,
-        async_nats::Event::Disconnected => ConnectionEvent::Disconnected,
-        async_nats::Event::LameDuckMode => ConnectionEvent::LameDuckMode,
-        async_nats::Event::SlowConsumer(_) => ConnectionEvent::SlowConsumer,
-        async_nats::Event::ServerError(e) => ConnectionEvent::ServerError(e.to_string()),
-        async_nats::Event::ClientError(e) => ConnectionEvent::ClientError(e.to_string()),
-        async_nats::Event::Draining | async_nats::Event::Closed => ConnectionEvent::Closed,
-    }
-}
-
-#[async_trait]
-impl Transport for NatsTransport {
-    async fn publish(&self, subject: String, headers: Headers, payload: Bytes) -> Result<()> {
+    /// [`Transport::publish`], without the boxing of a trait call: the SDK's hot
+    /// paths call it directly when they know their transport is this one.
+    pub(crate) async fn publish_message(
+        &self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<()> {
         check_subject(&subject)?;
         self.check_size(&headers, &payload)?;
         let result = match to_nats(&headers) {
@@ -184,7 +164,9 @@ impl Transport for NatsTransport {
         })
     }
 
-    async fn request(
+    /// [`Transport::request`], without the boxing of a trait call (see
+    /// [`publish_message`](Self::publish_message)).
+    pub(crate) async fn request_message(
         &self,
         subject: String,
         headers: Headers,
@@ -227,6 +209,48 @@ impl Transport for NatsTransport {
             headers: from_nats(message.headers.as_ref()),
             payload: message.payload,
         })
+    }
+
+    fn check_size(&self, headers: &Headers, payload: &Bytes) -> Result<()> {
+        let size = headers.wire_len() + payload.len();
+        let max = self.client.max_payload();
+        if size > max {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!("message of {size} bytes exceeds the server's max_payload of {max} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn map_event(event: async_nats::Event) -> ConnectionEvent {
+    match event {
+        async_nats::Event::Connected => ConnectionEvent::Connected,
+        async_nats::Event::Disconnected => ConnectionEvent::Disconnected,
+        async_nats::Event::LameDuckMode => ConnectionEvent::LameDuckMode,
+        async_nats::Event::SlowConsumer(_) => ConnectionEvent::SlowConsumer,
+        async_nats::Event::ServerError(e) => ConnectionEvent::ServerError(e.to_string()),
+        async_nats::Event::ClientError(e) => ConnectionEvent::ClientError(e.to_string()),
+        async_nats::Event::Draining | async_nats::Event::Closed => ConnectionEvent::Closed,
+    }
+}
+
+#[async_trait]
+impl Transport for NatsTransport {
+    async fn publish(&self, subject: String, headers: Headers, payload: Bytes) -> Result<()> {
+        self.publish_message(subject, headers, payload).await
+    }
+
+    async fn request(
+        &self,
+        subject: String,
+        headers: Headers,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<InboundMessage> {
+        self.request_message(subject, headers, payload, timeout)
+            .await
     }
 
     async fn subscribe(
