@@ -122,6 +122,8 @@ impl Client {
         crate::adapters::memory::MemoryBackend::new().client()
     }
 
+    /// `transport` and `nats`, when given, are the same connection: the hot paths call
+    /// `nats` directly, the rest go through `transport`.
     fn build(
         transport: Arc<dyn Transport>,
         backend: Option<Arc<dyn Backend>>,
@@ -364,23 +366,17 @@ where
                         .await
                 }
                 Some(leader) => {
-                    // The leader confirms on a subject of our own that it took the call:
-                    // subscribed before the request goes out, on the same connection.
-                    let receipt = format!("_INBOX.aegis.{}", envelope::new_id());
-                    let receipts = self
-                        .client
-                        .inner
-                        .transport
-                        .subscribe(receipt.clone(), None)
-                        .await?;
-                    let mut headers = self.headers.clone();
-                    headers.insert(RECEIPT_HEADER, receipt);
-                    let attempt =
-                        self.client
-                            .attempt::<R>(payload, &subject, &headers, &message_id, left);
-                    self.client
-                        .watched(attempt, receipts, &service, &method, &leader, left)
-                        .await
+                    // The cold path, boxed: inline, its state would make every call's
+                    // future several times larger.
+                    Box::pin(self.client.exclusive_attempt::<R>(
+                        payload,
+                        &subject,
+                        &self.headers,
+                        &message_id,
+                        (&service, &method, &leader),
+                        left,
+                    ))
+                    .await
                 }
             };
 
@@ -525,6 +521,32 @@ impl Client {
         }
     }
 
+    /// One attempt of an exclusive call, sent to `leader`'s group or subject and
+    /// [`watched`](Self::watched) while it waits.
+    async fn exclusive_attempt<R: DeserializeOwned>(
+        &self,
+        payload: Vec<u8>,
+        subject: &str,
+        headers: &Headers,
+        message_id: &str,
+        (service, method, leader): (&ServiceName, &MethodName, &str),
+        left: Duration,
+    ) -> std::result::Result<(R, Option<String>), Refused> {
+        // The leader confirms on a subject of our own that it took the call: subscribed
+        // before the request goes out, on the same connection.
+        let receipt = format!("_INBOX.aegis.{}", envelope::new_id());
+        let receipts = self
+            .inner
+            .transport
+            .subscribe(receipt.clone(), None)
+            .await?;
+        let mut headers = headers.clone();
+        headers.insert(RECEIPT_HEADER, receipt);
+        let attempt = self.attempt::<R>(payload, subject, &headers, message_id, left);
+        self.watched(attempt, receipts, service, method, leader, left)
+            .await
+    }
+
     /// Waits for an exclusive call's `attempt`, asking `leader` whether it is alive
     /// while the reply is late (see [`PROBE_AFTER`]). A leader that is gone before it
     /// confirmed the call (on `receipts`) ends the attempt with a no-responders refusal
@@ -651,11 +673,18 @@ impl Client {
         left: Duration,
     ) -> std::result::Result<(R, Option<String>), Refused> {
         tracing::trace!(%subject, %message_id, "rpc call");
-        let reply = self
-            .inner
-            .transport
-            .request(subject.to_owned(), headers.clone(), payload.into(), left)
-            .await?;
+        let (subject, headers, payload) = (subject.to_owned(), headers.clone(), payload.into());
+        let reply = match &self.inner.nats {
+            // The same transport, called without boxing its future.
+            Some(nats) => {
+                nats.request_message(subject, headers, payload, left)
+                    .await?
+            }
+            None => {
+                let transport = &self.inner.transport;
+                transport.request(subject, headers, payload, left).await?
+            }
+        };
 
         let led = match reply.headers.is_empty() {
             true => None,
