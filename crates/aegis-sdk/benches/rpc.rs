@@ -353,9 +353,9 @@ struct FloorResponseIn<'a> {
 
 /// Sequential calls only, each end of the SDK alone against the contract's least
 /// (`AEGIS_BENCH_ONLY=latency`): which end adds latency.
-async fn latency_sides(url: &str) {
-    SEQUENTIAL_ONLY.store(true, Ordering::Relaxed);
-    let mut p50s: [Vec<f64>; 5] = Default::default();
+async fn latency_sides(url: &str, sequential_only: bool) {
+    SEQUENTIAL_ONLY.store(sequential_only, Ordering::Relaxed);
+    let mut all: [Vec<Figures>; 5] = Default::default();
     let names = [
         "raw",
         "raw+envelopes",
@@ -387,11 +387,20 @@ async fn latency_sides(url: &str) {
                     figures
                 }
             };
-            p50s[step].push(us(figures.p50));
+            all[step].push(figures);
         }
     }
-    for (name, values) in names.iter().zip(p50s) {
-        println!("{name:<40} p50 {:>7.1} us", median(values));
+    for (name, figures) in names.iter().zip(all) {
+        print!("{name:<40} p50 {:>7.1} us", pick(&figures, &|f| us(f.p50)));
+        if !sequential_only {
+            print!(
+                ", 64 in flight {:>9.1} /s, CPU per call {:.2} us + server {:.2} us",
+                pick(&figures, &|f| f.rate_64),
+                pick(&figures, &|f| us(f.cpu_per_call)),
+                pick(&figures, &|f| us(f.server_cpu_per_call)),
+            );
+        }
+        println!();
     }
 }
 
@@ -692,8 +701,8 @@ fn main() {
             Ok("apart") => Layout::Apart,
             _ => Layout::OneThread,
         };
-        if only == "latency" {
-            latency_sides(&url).await;
+        if only == "latency" || only == "ends" {
+            latency_sides(&url, only == "latency").await;
             std::process::exit(0);
         }
         for round in 0..ROUNDS {
@@ -732,6 +741,20 @@ fn main() {
                     match name.as_str() {
                         "sdk" => sdk(&url, layout).await,
                         "floor" => floor(&url, layout).await,
+                        // One end of the SDK against the other end of the floor.
+                        "service" => {
+                            let service = sdk_service(&url).await;
+                            let figures = floor_calls(&url, "rpc.bench.echo").await;
+                            service.stop().await.unwrap();
+                            figures
+                        }
+                        "client" => {
+                            let responder = floor_responder(url.clone(), "rpc.bench.echo").await;
+                            let responder = tokio::spawn(responder);
+                            let figures = sdk_calls(&url).await;
+                            responder.abort();
+                            figures
+                        }
                         "metered" => {
                             // Profiling the SDK with metrics on.
                             Metrics::enable();
