@@ -5,10 +5,18 @@
 //! cargo bench -p aegis-sdk --bench rpc
 //! ```
 //!
-//! Prints sequential p50/p99, throughput at 64 and 256 calls in flight, process CPU time
-//! per call (client and service share this process; nats-server counted apart), and
-//! the SDK/raw ratios, then the SDK with metrics off and on side by side. Both sides run on a current-thread runtime: the server takes
-//! about one of our two cores, and one runtime thread per process measured best here.
+//! Prints sequential p50/p99, throughput at 64 and 256 calls in flight, CPU time per
+//! call (both ends; nats-server counted apart) and the SDK/raw ratios for three
+//! layouts: caller and service in two processes, both on one thread of one process, and
+//! the contract's least (raw async-nats plus the wire contract's envelopes, what any
+//! implementation of the contract must at least do); then the SDK with metrics off and
+//! on. Each process runs a current-thread runtime: the server takes about one of our
+//! two cores, and one runtime thread per process measured best here.
+//!
+//! `AEGIS_BENCH_ONLY=ends` instead runs raw, the contract's least, the SDK, and each end
+//! of the SDK against the other end of the least, in alternating rounds: which end
+//! costs what (`=latency`: their sequential p50 only). `=raw`, `=sdk` or `=metered`
+//! repeats one side, for a profiler.
 
 #![allow(clippy::print_stdout, missing_docs)]
 
@@ -351,8 +359,9 @@ struct FloorResponseIn<'a> {
     result: Option<Echo>,
 }
 
-/// Sequential calls only, each end of the SDK alone against the contract's least
-/// (`AEGIS_BENCH_ONLY=latency`): which end adds latency.
+/// Each end of the SDK alone against the other end of the contract's least
+/// (`AEGIS_BENCH_ONLY=ends`; `=latency` measures sequential calls only): which end adds
+/// what.
 async fn latency_sides(url: &str, sequential_only: bool) {
     SEQUENTIAL_ONLY.store(sequential_only, Ordering::Relaxed);
     let mut all: [Vec<Figures>; 5] = Default::default();
