@@ -1,6 +1,7 @@
 //! The application layer: services and clients, written against the ports only.
 
 pub mod client;
+pub(crate) mod clock;
 pub mod commands;
 pub mod component;
 pub mod context;

@@ -273,7 +273,7 @@ impl Heartbeat {
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut next = Instant::now() + self.interval;
+        let mut next = super::clock::after(self.interval);
         let mut failures: u32 = 0;
         let mut handle_alive = true;
         loop {
@@ -294,7 +294,7 @@ impl Heartbeat {
                         tracing::info!(instance = %self.entry.instance_id, failures, "registry heartbeat recovered");
                     }
                     failures = 0;
-                    next = Instant::now() + self.interval;
+                    next = super::clock::after(self.interval);
                 }
                 Err(error) => {
                     failures += 1;

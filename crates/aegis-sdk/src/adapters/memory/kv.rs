@@ -169,7 +169,7 @@ impl MemoryKvStore {
                 operation,
                 value,
                 created: Utc::now(),
-                expires: ttl.map(|ttl| Instant::now() + ttl),
+                expires: ttl.map(crate::application::clock::after),
             },
         ))
     }
@@ -248,7 +248,7 @@ impl KvStore for MemoryKvStore {
                 operation: KvOperation::Put,
                 value,
                 created: Utc::now(),
-                expires: ttl.map(|ttl| Instant::now() + ttl),
+                expires: ttl.map(crate::application::clock::after),
             },
         ))
     }

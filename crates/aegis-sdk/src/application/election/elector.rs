@@ -120,7 +120,8 @@ impl Elector {
         match event {
             LeaseEvent::Put(entry) => {
                 standby.seen = Some(entry.revision);
-                standby.next_attempt = Instant::now() + self.policy.takeover_delay();
+                standby.next_attempt =
+                    crate::application::clock::after(self.policy.takeover_delay());
                 self.leadership
                     .set_standby(entry.record.map(|record| record.instance_id));
             }
@@ -187,7 +188,7 @@ impl Elector {
                         self.policy.renew_interval()
                     }
                 };
-                standby.next_attempt = Instant::now() + wait;
+                standby.next_attempt = crate::application::clock::after(wait);
                 None
             }
         }
@@ -275,7 +276,7 @@ impl Elector {
         tracing::warn!(instance = %self.instance_id, token = term.token, ?reason, "lost leadership");
         Standby {
             seen: Some(term.revision),
-            next_attempt: Instant::now() + self.policy.takeover_delay(),
+            next_attempt: crate::application::clock::after(self.policy.takeover_delay()),
         }
     }
 

@@ -334,7 +334,9 @@ struct RunningSubscription {
 #[async_trait]
 impl RunningComponent for RunningSubscription {
     async fn stop(mut self: Box<Self>, drain_timeout: Duration) {
-        let _ = self.stop.send(Some(Instant::now() + drain_timeout));
+        let _ = self
+            .stop
+            .send(Some(crate::application::clock::after(drain_timeout)));
         if let Some(task) = self.task.take() {
             if let Err(error) = task.await {
                 tracing::warn!(consumer = %self.consumer, %error, "event loop ended abnormally");
