@@ -27,6 +27,30 @@ impl Headers {
         Headers::default()
     }
 
+    /// Checks that every header can go on the wire: a name of visible ASCII characters
+    /// other than `:`, a value without CR or LF.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) naming the first
+    /// header that cannot.
+    pub fn check(&self) -> Result<()> {
+        for (name, value) in &self.entries {
+            if name.is_empty() || name.contains(|c: char| !c.is_ascii_graphic() || c == ':') {
+                return Err(crate::Error::invalid_argument(format!(
+                    "invalid header name {:?}: it must be visible ASCII characters, \
+                     without ':'",
+                    name.chars().take(64).collect::<String>()
+                )));
+            }
+            if value.contains(['\r', '\n']) {
+                return Err(crate::Error::invalid_argument(format!(
+                    "invalid value of header {name}: it must not contain CR or LF"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether there are no headers.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -87,6 +87,7 @@ impl MemoryTransport {
 
     fn check(&self, subject: &str, headers: &Headers, payload: &Bytes) -> Result<()> {
         check_subject(subject)?;
+        headers.check()?;
         let size = headers.wire_len() + payload.len();
         if size > self.max_payload {
             return Err(Error::new(

@@ -113,7 +113,7 @@ impl NatsCommandQueue {
     }
 
     async fn publish(&self, subject: String, headers: Headers, payload: Bytes) -> Result<bool> {
-        let map = to_nats(&headers).unwrap_or_default();
+        let map = to_nats(&headers)?.unwrap_or_default();
         let ack = self
             .js
             .publish_with_headers(subject.clone(), map, payload)

@@ -234,7 +234,7 @@ impl EventBus for NatsEventBus {
         message_id: &str,
     ) -> Result<PendingAck> {
         let mut publish = Publish::build().payload(payload);
-        if let Some(map) = to_nats(&headers) {
+        if let Some(map) = to_nats(&headers)? {
             publish = publish.headers(map);
         }
         let publish = publish.message_id(message_id);

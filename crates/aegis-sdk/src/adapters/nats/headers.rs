@@ -4,15 +4,21 @@ use async_nats::HeaderMap;
 
 use crate::ports::Headers;
 
-pub(crate) fn to_nats(headers: &Headers) -> Option<HeaderMap> {
+/// `headers` as async-nats takes them; `None` when there are none.
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a header that
+/// cannot go on the wire (async-nats would panic on it).
+pub(crate) fn to_nats(headers: &Headers) -> crate::Result<Option<HeaderMap>> {
     if headers.is_empty() {
-        return None;
+        return Ok(None);
     }
+    headers.check()?;
     let mut map = HeaderMap::new();
     for (name, value) in headers.iter() {
         map.append(name, value);
     }
-    Some(map)
+    Ok(Some(map))
 }
 
 pub(crate) fn from_nats(headers: Option<&HeaderMap>) -> Headers {

@@ -185,7 +185,7 @@ impl NatsKvStore {
         let ack = self
             .inner
             .context
-            .publish_with_headers(subject, to_nats(&headers).unwrap_or_default(), value)
+            .publish_with_headers(subject, to_nats(&headers)?.unwrap_or_default(), value)
             .await
             .map_err(|e| self.publish_error(key, e))?;
         let ack = ack.await.map_err(|e| self.publish_error(key, e))?;

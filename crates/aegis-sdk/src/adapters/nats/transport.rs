@@ -146,7 +146,7 @@ impl NatsTransport {
     ) -> Result<()> {
         check_subject(&subject)?;
         self.check_size(&headers, &payload)?;
-        let result = match to_nats(&headers) {
+        let result = match to_nats(&headers)? {
             None => self.client.publish(subject, payload).await,
             Some(map) => {
                 self.client
@@ -178,7 +178,7 @@ impl NatsTransport {
         let mut request = async_nats::Request::new()
             .payload(payload)
             .timeout(Some(timeout));
-        if let Some(map) = to_nats(&headers) {
+        if let Some(map) = to_nats(&headers)? {
             request = request.headers(map);
         }
         let subject_for_error = subject.clone();

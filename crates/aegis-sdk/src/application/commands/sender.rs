@@ -216,6 +216,7 @@ impl<P: Serialize + Send + 'static> SendCommand<P> {
         if self.timeout.is_zero() {
             return Err(Error::invalid_argument("command timeout must be > 0"));
         }
+        self.headers.check()?;
         let id = self.id.unwrap_or_else(new_id);
         cs::check_command_id(&id)?;
         let payload = serde_json::to_value(&self.payload)
