@@ -133,12 +133,13 @@ impl ConnectOptions {
     /// | `NATS_CREDS` | credentials file |
     /// | `NATS_CA` | CA certificate |
     /// | `NATS_CERT`, `NATS_KEY` | client certificate and key |
-    /// | `NATS_REQUIRE_TLS` | `1`/`true` to require TLS |
+    /// | `NATS_REQUIRE_TLS` | `true`/`1`/`yes`/`on` to require TLS, `false`/`0`/`no`/`off` not (any case) |
     /// | `NATS_CONNECT_TIMEOUT` | seconds (float) |
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a value that
-    /// cannot be read (a timeout that is not a number, a certificate without its key).
+    /// cannot be read (a timeout that is not a number, a certificate without its key, a
+    /// `NATS_REQUIRE_TLS` that is neither true nor false).
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
     }
@@ -165,10 +166,18 @@ impl ConnectOptions {
                 ))
             }
         };
-        options.require_tls = matches!(
-            lookup("NATS_REQUIRE_TLS").as_deref(),
-            Some("1" | "true" | "yes")
-        );
+        if let Some(value) = lookup("NATS_REQUIRE_TLS") {
+            options.require_tls = match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(Error::invalid_argument(format!(
+                        "NATS_REQUIRE_TLS must be true or false (1/0, yes/no, on/off), \
+                         not {value:?}"
+                    )))
+                }
+            };
+        }
         if let Some(secs) = lookup("NATS_CONNECT_TIMEOUT") {
             let secs: f64 = secs.parse().map_err(|_| {
                 Error::invalid_argument(format!("NATS_CONNECT_TIMEOUT is not a number: {secs:?}"))
@@ -400,6 +409,22 @@ mod tests {
         let err = ConnectOptions::from_lookup(|k| (k == "NATS_CERT").then(|| "c.pem".to_owned()))
             .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn require_tls_reads_any_case_and_refuses_other_words() {
+        let read = |value: &'static str| {
+            ConnectOptions::from_lookup(|k| (k == "NATS_REQUIRE_TLS").then(|| value.to_owned()))
+        };
+        for yes in ["1", "true", "TRUE", "Yes", "on"] {
+            assert!(read(yes).unwrap().require_tls, "{yes}");
+        }
+        for no in ["0", "false", "False", "NO", "off"] {
+            assert!(!read(no).unwrap().require_tls, "{no}");
+        }
+        let err = read("sure").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(err.message().contains("NATS_REQUIRE_TLS"), "{err}");
     }
 
     #[test]
