@@ -309,6 +309,7 @@ where
         if timeout.is_zero() {
             return Err(Error::invalid_argument("call timeout must be > 0"));
         }
+        self.headers.check()?;
         let pinned = self.instance.is_some();
         let queue_subject = subjects::rpc(&service, &method);
         let mut subject = match self.instance {
@@ -326,7 +327,7 @@ where
         let span = tracing::Span::current();
         span.record("message_id", message_id.as_str());
         span.record("trace_id", trace_id.as_str());
-        let deadline = Instant::now() + timeout;
+        let deadline = super::clock::after(timeout);
         let mut backoff = FIRST_BACKOFF;
         let mut failing_over = false;
         let mut exclusive = !pinned && self.client.known_leader(&queue_subject).is_some();
@@ -337,10 +338,13 @@ where
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("no active instance of {service} answered {method} within {timeout:?}"),
-                ));
+                let message = match failing_over {
+                    true => format!(
+                        "no active instance of {service} answered {method} within {timeout:?}"
+                    ),
+                    false => format!("no reply from {service} to {method} within {timeout:?}"),
+                };
+                return Err(Error::new(ErrorKind::Timeout, message));
             }
             // Encode before the await: the borrowed params need not be `Sync`.
             let payload = self.client.encode_request(

@@ -1,6 +1,6 @@
 //! The loop that takes requests off a subscription and runs their handlers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,9 @@ use super::handler::{failure_reply, Incoming, Outgoing, RpcHandler};
 use super::propagation;
 use crate::domain::{error_code, subjects, Encoding};
 use crate::ports::{Headers, InboundMessage, Subscription};
+
+/// The most requests one dispatch loop takes in while at the concurrency limit.
+const MAX_QUEUED: usize = 4096;
 
 /// Everything the dispatch loops of one running service share.
 pub(crate) struct Dispatcher {
@@ -63,36 +66,38 @@ impl Dispatcher {
             let _ = stop.wait_for(|stopped| *stopped).await;
         };
         tokio::pin!(stopped);
-        let mut stopping = false;
+        // Requests taken in while the service is at its concurrency limit, with the time
+        // each arrived: their callers' deadlines run from then, not from when a permit
+        // frees up. Beyond `MAX_QUEUED`, requests wait in the subscription's buffer.
+        let mut queue: VecDeque<(InboundMessage, Instant)> = VecDeque::new();
 
-        'serve: while !stopping {
-            let message = loop {
+        'serve: loop {
+            let (message, arrived, permit) = loop {
                 tokio::select! {
                     biased;
                     () = &mut stopped => break 'serve,
                     // Reap finished handlers so the set stays as small as the work.
                     Some(_) = running.join_next(), if !running.is_empty() => continue,
-                    message = subscription.next() => break message,
-                }
-            };
-            let Some(message) = message else { break 'serve };
-            // At the concurrency limit, wait here: later requests stay in the
-            // subscription's buffer instead of piling up as parked tasks. A stop while
-            // waiting still answers this request, in the drain below.
-            let permit = match self.permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => tokio::select! {
-                    permit = self.permits.clone().acquire_owned() => permit.ok(),
-                    () = &mut stopped => {
-                        stopping = true;
-                        None
+                    permit = self.permits.clone().acquire_owned(), if !queue.is_empty() => {
+                        let (Ok(permit), Some((message, arrived))) = (permit, queue.pop_front())
+                        else {
+                            break 'serve;
+                        };
+                        break (message, Some(arrived), permit);
                     }
-                },
+                    message = subscription.next(), if queue.len() < MAX_QUEUED => {
+                        let Some(message) = message else { break 'serve };
+                        match self.permits.clone().try_acquire_owned() {
+                            Ok(permit) if queue.is_empty() => break (message, None, permit),
+                            _ => queue.push_back((message, Instant::now())),
+                        }
+                    }
+                }
             };
             let this = self.clone();
             let method = fixed_method.clone();
             let mut request = Box::pin(async move {
-                this.handle(message, method, method_from).await;
+                this.handle(message, method, method_from, arrived).await;
                 drop(permit);
             });
             // Polled once here with a no-op waker; a request still pending is polled
@@ -103,19 +108,33 @@ impl Dispatcher {
             running.spawn(request);
         }
 
-        // Draining: no new requests reach us; those already delivered still get answers.
-        let deadline = tokio::time::Instant::now() + drain_timeout;
+        // Draining: no new requests reach us; those already delivered still get answers,
+        // within the concurrency limit and the drain deadline.
+        let deadline = super::clock::after(drain_timeout);
         if let Err(error) = subscription.drain().await {
             tracing::debug!(%error, "drain of rpc subscription failed");
         }
         loop {
             let next = tokio::time::timeout_at(deadline, subscription.next()).await;
             let Ok(Some(message)) = next else { break };
-            let this = self.clone();
-            let method = fixed_method.clone();
-            running.spawn(async move { this.handle(message, method, method_from).await });
+            queue.push_back((message, Instant::now()));
         }
         let finished = tokio::time::timeout_at(deadline, async {
+            while !queue.is_empty() {
+                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let Some((message, arrived)) = queue.pop_front() else {
+                    break;
+                };
+                let this = self.clone();
+                let method = fixed_method.clone();
+                running.spawn(async move {
+                    this.handle(message, method, method_from, Some(arrived))
+                        .await;
+                    drop(permit);
+                });
+            }
             while running.join_next().await.is_some() {}
         })
         .await;
@@ -123,9 +142,30 @@ impl Dispatcher {
             tracing::warn!(
                 service = %self.instance.service,
                 still_running = running.len(),
+                never_started = queue.len(),
                 "handlers did not finish within the drain timeout; aborting them"
             );
             running.shutdown().await;
+        }
+        // Requests that never started: their callers hear so at once, and may call again.
+        for (mut message, _) in queue {
+            let Some(reply_to) = message.reply.take() else {
+                continue;
+            };
+            let ids = crate::domain::envelope::peek_ids(&message.payload).unwrap_or((None, None));
+            let reply = failure_reply(
+                self.encoding,
+                ids.0,
+                ids.1,
+                error_code::with_code(
+                    error_code::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{} stopped before the call could start",
+                        self.instance.service
+                    ),
+                ),
+            );
+            self.send_reply(reply_to, Headers::new(), reply).await;
         }
     }
 
@@ -134,6 +174,7 @@ impl Dispatcher {
         mut message: InboundMessage,
         method: Option<Arc<str>>,
         from: MethodFrom,
+        arrived: Option<Instant>,
     ) {
         let Some(reply_to) = message.reply.take() else {
             tracing::debug!(subject = %message.subject, "request without reply subject ignored");
@@ -232,8 +273,12 @@ impl Dispatcher {
                     trace_id: String::new(),
                     source: None,
                     // When the request arrived, until the handler adds the caller's
-                    // budget to it.
-                    deadline: probe.as_ref().map_or_else(Instant::now, |p| p.started()),
+                    // budget to it; a request that did not wait arrived just now.
+                    deadline: match (arrived, &probe) {
+                        (Some(arrived), _) => arrived,
+                        (None, Some(probe)) => probe.started(),
+                        (None, None) => Instant::now(),
+                    },
                     headers: message.headers,
                     fencing_token,
                     leadership: fencing_token
@@ -246,6 +291,7 @@ impl Dispatcher {
                 let incoming = Incoming {
                     payload: message.payload,
                     context,
+                    waited: arrived.is_some(),
                 };
                 let encoding = self.encoding;
                 let call = async move { handler.call(incoming, encoding).await };

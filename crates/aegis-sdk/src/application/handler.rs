@@ -20,6 +20,9 @@ use crate::domain::{error_code, Encoding};
 pub(crate) struct Incoming {
     pub(crate) payload: bytes::Bytes,
     pub(crate) context: RpcContext,
+    /// Whether the request waited for a free slot (the service was at its concurrency
+    /// limit): its caller's deadline may have passed meanwhile.
+    pub(crate) waited: bool,
 }
 
 /// A reply ready to send, and whether it reports a failure (with its text).
@@ -111,6 +114,7 @@ where
         let Incoming {
             payload,
             mut context,
+            waited,
         } = incoming;
 
         let request = match hot::decode_request::<P>(&payload) {
@@ -134,9 +138,27 @@ where
         context.source = request.source;
         let instance = context.instance.clone();
         let ids = (context.message_id.clone(), context.trace_id.clone());
-        let budget = std::time::Duration::from_secs_f64(request.timeout.min(1.0e9));
+        let mut budget = std::time::Duration::from_secs_f64(request.timeout.min(1.0e9));
         // The dispatcher left the time of arrival in `deadline`.
         context.deadline += budget;
+        if waited {
+            // What is left of the caller's wait; none left, and running would be wasted
+            // work (and side effects its caller was told did not happen in time).
+            budget = context
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
+            if budget.is_zero() {
+                let text = "the caller's deadline passed while the call waited for a free \
+                            slot (the service is at its concurrency limit)";
+                return futures::future::ready(failure_reply(
+                    encoding,
+                    Some(ids.0),
+                    Some(ids.1),
+                    error_code::with_code(error_code::TIMEOUT, text),
+                ))
+                .boxed();
+            }
+        }
 
         // Calling the function may itself panic before it returns a future.
         let future = match std::panic::catch_unwind(AssertUnwindSafe(|| {
