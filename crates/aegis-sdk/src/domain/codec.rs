@@ -48,6 +48,21 @@ impl Encoding {
     }
 }
 
+/// The error for `bytes` that did not decode as JSON: bytes that cannot begin any JSON
+/// text (nor a MessagePack map or array) are said to be neither.
+fn json_error(bytes: &[u8], error: serde_json::Error) -> Error {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let message = match first {
+        Some(b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') | None => {
+            format!("invalid JSON message: {error}")
+        }
+        Some(byte) => {
+            format!("neither a MessagePack nor a JSON message (it begins with byte 0x{byte:02x})")
+        }
+    };
+    Error::decode(message).with_source(error)
+}
+
 /// Decodes a received message into `T`, sniffing its encoding.
 ///
 /// # Errors
@@ -58,8 +73,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         None => Err(Error::decode("empty payload")),
         Some(Encoding::MessagePack) => rmp_serde::from_slice(bytes)
             .map_err(|e| Error::decode(format!("invalid MessagePack message: {e}")).with_source(e)),
-        Some(Encoding::Json) => serde_json::from_slice(bytes)
-            .map_err(|e| Error::decode(format!("invalid JSON message: {e}")).with_source(e)),
+        Some(Encoding::Json) => serde_json::from_slice(bytes).map_err(|e| json_error(bytes, e)),
     }
 }
 
@@ -72,8 +86,7 @@ pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result
         None => Err(Error::decode("empty payload")),
         Some(Encoding::MessagePack) => rmp_serde::from_slice(bytes)
             .map_err(|e| Error::decode(format!("invalid MessagePack message: {e}")).with_source(e)),
-        Some(Encoding::Json) => serde_json::from_slice(bytes)
-            .map_err(|e| Error::decode(format!("invalid JSON message: {e}")).with_source(e)),
+        Some(Encoding::Json) => serde_json::from_slice(bytes).map_err(|e| json_error(bytes, e)),
     }
 }
 
@@ -82,6 +95,21 @@ mod tests {
     use super::*;
     use crate::ErrorKind;
     use serde_json::{json, Value};
+
+    #[test]
+    fn garbage_is_called_neither_encoding() {
+        for bytes in [&b"\xff\xfe\x00garbage"[..], &[0x2a], b"hello"] {
+            let err = decode::<Value>(bytes).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Decode);
+            assert!(
+                err.message()
+                    .starts_with("neither a MessagePack nor a JSON"),
+                "{err}"
+            );
+        }
+        let err = decode::<Value>(b"{\"a\": ").unwrap_err();
+        assert!(err.message().starts_with("invalid JSON message"), "{err}");
+    }
 
     #[test]
     fn round_trips_both_encodings() {
