@@ -507,6 +507,23 @@ async fn calls_recover_after_a_server_restart_without_restarting_the_service() {
     })
     .await;
     assert_eq!(saw_disconnect, Ok(true));
+    // A call while the connection is down times out, and says why.
+    let err = client
+        .call::<_, EchoReply>(
+            "echo-service",
+            "echo",
+            Echo {
+                message: "still down".into(),
+            },
+        )
+        .timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), aegis_sdk::ErrorKind::Timeout, "{err}");
+    assert!(
+        err.message().contains("connection to NATS is down"),
+        "{err}"
+    );
 
     server.start_again();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -429,11 +429,17 @@ where
                 }
                 // The last attempt had what was left of the deadline; name the call's.
                 Err(Refused { error, .. }) if error.kind() == ErrorKind::Timeout => {
+                    // Requests made while the connection is down wait in the client
+                    // for it to come back: say so, it is the likely reason.
+                    let down = match self.client.connection_state() {
+                        ConnectionState::Connected => "",
+                        _ => " (the connection to NATS is down)",
+                    };
                     return Err(Error::new(
                         ErrorKind::Timeout,
-                        format!("no reply from {service} to {method} within {timeout:?}"),
+                        format!("no reply from {service} to {method} within {timeout:?}{down}"),
                     )
-                    .with_source(error))
+                    .with_source(error));
                 }
                 Err(Refused { error, .. }) => return Err(error),
                 Ok((result, led)) => {
