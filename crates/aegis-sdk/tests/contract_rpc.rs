@@ -301,7 +301,7 @@ async fn stop_drains_within_the_concurrency_limit(backend: Backend) {
     );
 }
 
-async fn calls_that_never_started_before_the_drain_ended_are_told_so(backend: Backend) {
+async fn calls_the_drain_did_not_finish_are_told_so(backend: Backend) {
     let client = backend.client().await;
     let held = held(
         "c-cut",
@@ -334,17 +334,25 @@ async fn calls_that_never_started_before_the_drain_ended_are_told_so(backend: Ba
         outcomes.push(call.await.unwrap());
     }
     assert_eq!(held.started.load(Ordering::SeqCst), 2);
-    let refused: Vec<_> = outcomes
+    let unavailable = |(result, _): &&(aegis_sdk::Result<Value>, Duration)| matches!(result, Err(err) if err.remote_code() == Some("SERVICE_UNAVAILABLE"));
+    assert_eq!(
+        outcomes.iter().filter(|(r, _)| r.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let refused: Vec<_> = outcomes.iter().filter(unavailable).collect();
+    assert_eq!(refused.len(), 3, "{outcomes:?}");
+    let cut = refused
         .iter()
-        .filter_map(|(result, elapsed)| match result {
-            Err(err) if err.remote_code() == Some("SERVICE_UNAVAILABLE") => Some(*elapsed),
-            _ => None,
+        .filter(|(result, _)| {
+            let err = result.as_ref().unwrap_err();
+            err.message().contains("may have run in part")
         })
-        .collect();
-    assert_eq!(refused.len(), 2, "{outcomes:?}");
-    for elapsed in refused {
+        .count();
+    assert_eq!(cut, 1, "one was cut short, two never started: {outcomes:?}");
+    for (_, elapsed) in refused {
         assert!(
-            elapsed < Duration::from_secs(5),
+            *elapsed < Duration::from_secs(5),
             "told at once, not at the timeout"
         );
     }
@@ -356,6 +364,6 @@ contract!(
     headers_that_cannot_go_on_the_wire_are_refused,
     a_call_whose_caller_gave_up_while_it_waited_for_a_slot_never_runs,
     stop_drains_within_the_concurrency_limit,
-    calls_that_never_started_before_the_drain_ended_are_told_so;
+    calls_the_drain_did_not_finish_are_told_so;
     paused: errors_keep_their_kinds
 );

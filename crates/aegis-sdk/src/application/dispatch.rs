@@ -29,6 +29,39 @@ pub(crate) struct Dispatcher {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) exclusive: Option<Arc<super::election::ExclusiveGate>>,
     pub(crate) endpoints: Arc<super::micro::Endpoints>,
+    /// The reply subjects (and requests) of handlers aborted at the end of a drain.
+    pub(crate) aborted: std::sync::Mutex<Vec<(String, bytes::Bytes)>>,
+}
+
+/// A request whose handler is running: dropped before [`answered`](Self::answered) (the
+/// handler's task was aborted), it leaves its reply subject with the dispatcher, which
+/// tells the caller.
+struct Unanswered<'a> {
+    dispatcher: &'a Dispatcher,
+    reply: Option<(String, bytes::Bytes)>,
+}
+
+impl Unanswered<'_> {
+    /// The handler finished: the reply subject, to answer on.
+    fn answered(mut self) -> String {
+        self.reply
+            .take()
+            .map(|(reply_to, _)| reply_to)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let mut aborted = self
+                .dispatcher
+                .aborted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            aborted.push(reply);
+        }
+    }
 }
 
 /// Where the method name is found in the subjects a loop listens on.
@@ -146,6 +179,26 @@ impl Dispatcher {
                 "handlers did not finish within the drain timeout; aborting them"
             );
             running.shutdown().await;
+            // Handlers cut short: their callers hear so now, not at their timeouts.
+            let aborted =
+                std::mem::take(&mut *self.aborted.lock().unwrap_or_else(|e| e.into_inner()));
+            for (reply_to, payload) in aborted {
+                let ids = crate::domain::envelope::peek_ids(&payload).unwrap_or((None, None));
+                let reply = failure_reply(
+                    self.encoding,
+                    ids.0,
+                    ids.1,
+                    error_code::with_code(
+                        error_code::SERVICE_UNAVAILABLE,
+                        format!(
+                            "{} stopped while the call ran (its drain timeout passed); \
+                             it may have run in part",
+                            self.instance.service
+                        ),
+                    ),
+                );
+                self.send_reply(reply_to, Headers::new(), reply).await;
+            }
         }
         // Requests that never started: their callers hear so at once, and may call again.
         for (mut message, _) in queue {
@@ -176,7 +229,7 @@ impl Dispatcher {
         from: MethodFrom,
         arrived: Option<Instant>,
     ) {
-        let Some(reply_to) = message.reply.take() else {
+        let Some(mut reply_to) = message.reply.take() else {
             tracing::debug!(subject = %message.subject, "request without reply subject ignored");
             return;
         };
@@ -288,6 +341,11 @@ impl Dispatcher {
                 let span = self.span(&context.method, &message.payload);
                 let trace =
                     propagation::incoming_request(&context.headers, &message.payload, &span);
+                // Should the stop's drain abort the handler, the caller hears so.
+                let guard = Unanswered {
+                    dispatcher: self,
+                    reply: Some((reply_to, message.payload.clone())),
+                };
                 let incoming = Incoming {
                     payload: message.payload,
                     context,
@@ -295,7 +353,9 @@ impl Dispatcher {
                 };
                 let encoding = self.encoding;
                 let call = async move { handler.call(incoming, encoding).await };
-                propagation::continue_trace(trace, span, call).await
+                let outgoing = propagation::continue_trace(trace, span, call).await;
+                reply_to = guard.answered();
+                outgoing
             }
         };
         if outgoing.failed {

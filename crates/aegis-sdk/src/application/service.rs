@@ -106,14 +106,18 @@ impl ServiceBuilder {
 
     /// How many handlers may run at once (default
     /// [`DEFAULT_MAX_CONCURRENCY`](Self::DEFAULT_MAX_CONCURRENCY)); further requests
-    /// wait. At least 1.
+    /// wait, in order, and one whose caller's timeout passes while it waits does not run
+    /// (its reply is a `TIMEOUT` failure). At least 1.
     pub fn max_concurrency(mut self, limit: usize) -> Self {
         self.max_concurrency = limit.max(1);
         self
     }
 
     /// How long `stop` waits for running handlers before aborting them (default
-    /// [`DEFAULT_DRAIN_TIMEOUT`](Self::DEFAULT_DRAIN_TIMEOUT)).
+    /// [`DEFAULT_DRAIN_TIMEOUT`](Self::DEFAULT_DRAIN_TIMEOUT)). Requests received before
+    /// the stop still run, within the concurrency limit; when the drain timeout passes,
+    /// the callers of handlers aborted and of requests never started get a
+    /// `SERVICE_UNAVAILABLE` failure at once. `Duration::MAX` waits without limit.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
@@ -407,6 +411,7 @@ impl Service {
             permits: Arc::new(Semaphore::new(self.inner.max_concurrency)),
             exclusive: self.inner.exclusive.clone(),
             endpoints: endpoints.clone(),
+            aborted: std::sync::Mutex::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut loops = Vec::new();
