@@ -96,6 +96,20 @@ async fn errors_keep_their_kinds(backend: Backend) {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoResponders, "unknown method: {err}");
 
+    // Params travel as a map; anything else is refused before it is sent.
+    for err in [
+        client.call::<_, Value>("contract", "echo", ()).await,
+        client
+            .call::<_, Value>("contract", "echo", json!([1, 2]))
+            .await,
+        client.call::<_, Value>("contract", "echo", 42).await,
+        client.call::<_, Value>("contract", "echo", "text").await,
+    ] {
+        let err = err.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(err.message().contains("map"), "{err}");
+    }
+
     let err = client
         .call::<_, Value>("bad.name", "echo", json!({}))
         .await

@@ -85,6 +85,7 @@ fn with_json_every_error_is_one_json_object() {
         (&url, &["call", "nobody", "ping"][..], 1, "no_responders"),
         (&url, &["call", "svc", "m", "{not json"], 2, "usage"),
         (&url, &["call", "bad.name", "m"], 2, "invalid_name"),
+        (&url, &["call", "svc", "m", "[1, 2]"], 2, "usage"),
         (&url, &["kv", "get", "b", "missing"], 1, "not_found"),
         (&url, &["kv", "get", "nobucket", "k"], 1, "not_found"),
         (&url, &["services", "nobody"], 1, "not_found"),

@@ -230,6 +230,10 @@ impl Client {
     /// Calls `method` of `service` with `params`. Await the returned [`Call`] to get the
     /// result as an `R`; set a timeout or a target instance on it first if needed.
     ///
+    /// `params` must serialize to a map (a struct, a map, `json!({})` for none): the
+    /// wire contract carries them so. Anything else fails with
+    /// [`ErrorKind::InvalidArgument`] before anything is sent.
+    ///
     /// # Examples
     /// ```no_run
     /// # async fn run(client: aegis_sdk::Client) -> aegis_sdk::Result<()> {
@@ -310,6 +314,12 @@ where
             return Err(Error::invalid_argument("call timeout must be > 0"));
         }
         self.headers.check()?;
+        if !crate::domain::map_probe::serializes_to_map(&self.params) {
+            return Err(Error::invalid_argument(format!(
+                "the params of {service}.{method} must serialize to a map (a struct or a \
+                 map, e.g. `json!({{}})` for none): the wire contract carries params as a map"
+            )));
+        }
         let pinned = self.instance.is_some();
         let queue_subject = subjects::rpc(&service, &method);
         let mut subject = match self.instance {
