@@ -183,43 +183,31 @@ impl Dispatcher {
             let aborted =
                 std::mem::take(&mut *self.aborted.lock().unwrap_or_else(|e| e.into_inner()));
             for (reply_to, payload) in aborted {
-                let ids = crate::domain::envelope::peek_ids(&payload).unwrap_or((None, None));
-                let reply = failure_reply(
-                    self.encoding,
-                    ids.0,
-                    ids.1,
-                    error_code::with_code(
-                        error_code::SERVICE_UNAVAILABLE,
-                        format!(
-                            "{} stopped while the call ran (its drain timeout passed); \
-                             it may have run in part",
-                            self.instance.service
-                        ),
-                    ),
+                let why = format!(
+                    "{} stopped while the call ran (its drain timeout passed); it may have \
+                     run in part",
+                    self.instance.service
                 );
-                self.send_reply(reply_to, Headers::new(), reply).await;
+                self.unavailable(&payload, reply_to, why).await;
             }
         }
         // Requests that never started: their callers hear so at once, and may call again.
         for (mut message, _) in queue {
-            let Some(reply_to) = message.reply.take() else {
-                continue;
-            };
-            let ids = crate::domain::envelope::peek_ids(&message.payload).unwrap_or((None, None));
-            let reply = failure_reply(
-                self.encoding,
-                ids.0,
-                ids.1,
-                error_code::with_code(
-                    error_code::SERVICE_UNAVAILABLE,
-                    format!(
-                        "{} stopped before the call could start",
-                        self.instance.service
-                    ),
-                ),
-            );
-            self.send_reply(reply_to, Headers::new(), reply).await;
+            if let Some(reply_to) = message.reply.take() {
+                let why = format!(
+                    "{} stopped before the call could start",
+                    self.instance.service
+                );
+                self.unavailable(&message.payload, reply_to, why).await;
+            }
         }
+    }
+
+    /// Answers the request in `payload` with a `SERVICE_UNAVAILABLE` failure saying `why`.
+    async fn unavailable(&self, payload: &[u8], reply_to: String, why: String) {
+        let error = error_code::with_code(error_code::SERVICE_UNAVAILABLE, why);
+        self.refuse(payload, None, reply_to, Headers::new(), error)
+            .await;
     }
 
     async fn handle(

@@ -168,35 +168,26 @@ impl ser::SerializeMap for Entries {
     }
 }
 
-impl ser::SerializeStruct for Entries {
-    type Ok = ();
-    type Error = NotMap;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), NotMap> {
-        Ok(())
-    }
-    fn end(self) -> Result<(), NotMap> {
-        Ok(())
-    }
+macro_rules! ignore_fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Entries {
+            type Ok = ();
+            type Error = NotMap;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                _: &T,
+            ) -> Result<(), NotMap> {
+                Ok(())
+            }
+            fn end(self) -> Result<(), NotMap> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Entries {
-    type Ok = ();
-    type Error = NotMap;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), NotMap> {
-        Ok(())
-    }
-    fn end(self) -> Result<(), NotMap> {
-        Ok(())
-    }
-}
+ignore_fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
