@@ -665,6 +665,38 @@ async fn value_size_limit_counts_the_headers_of_a_write(backend: Backend) {
         .unwrap();
 }
 
+async fn a_huge_ttl_is_the_longest_there_is(backend: Backend) {
+    // Expiry markers kept "forever", and keys that live "forever": taken as the longest.
+    let config = BucketConfig::new("forever").expiry_markers(Some(Duration::MAX));
+    let kv = Kv::open(&backend.client().await, config).await.unwrap();
+    for huge in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX),
+        Duration::from_secs(1_000_000_000_000),
+        aegis_sdk::ports::kv::MAX_KEY_TTL,
+    ] {
+        let revision = kv.put_with_ttl("k", &1, huge).await.unwrap();
+        let revision = kv
+            .store()
+            .update("k", Kv::encode(&2).unwrap(), revision, Some(huge))
+            .await
+            .unwrap();
+        assert_eq!(
+            kv.get::<u32>("k")
+                .await
+                .unwrap()
+                .map(|e| (e.revision, e.value)),
+            Some((revision, 2))
+        );
+        kv.delete("k").await.unwrap();
+        kv.store()
+            .create("k", Kv::encode(&3).unwrap(), Some(huge))
+            .await
+            .unwrap();
+        kv.purge("k").await.unwrap();
+    }
+}
+
 contract!(
     revisions_create_update_delete_purge,
     concurrent_writers_conflict,
@@ -673,7 +705,8 @@ contract!(
     invalid_keys_are_typed_errors,
     value_size_limit_counts_the_headers_of_a_write,
     prefix_watch_reports_deletes_and_purges_with_their_keys,
-    watch_current_values_first_then_changes;
+    watch_current_values_first_then_changes,
+    a_huge_ttl_is_the_longest_there_is;
     paused:
     an_expiring_revision_over_older_history,
     a_shorter_key_ttl_is_raised_to_the_marker_time_only_with_history,

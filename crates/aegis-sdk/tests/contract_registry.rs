@@ -325,11 +325,29 @@ async fn routers_spread_or_stick_over_registered_instances(backend: Backend) {
     }
 }
 
+async fn a_registration_that_never_expires_starts(backend: Backend) {
+    let forever = RegistryOptions::default()
+        .heartbeat_interval(Duration::from_secs(3600))
+        .ttl(Duration::MAX);
+    let service = echo_service("echo-forever", Registration::new(forever));
+    service.start(&backend.client().await).await.unwrap();
+    let registry = ServiceRegistry::open(&backend.client().await)
+        .await
+        .unwrap();
+    let key = instance_key(
+        &ServiceName::new(SERVICE).unwrap(),
+        &InstanceId::new("echo-forever").unwrap(),
+    );
+    assert!(registry.store().get(&key).await.unwrap().is_some());
+    service.stop().await.unwrap();
+}
+
 contract!(
     a_started_service_registers_by_the_contract_and_deregisters_on_stop,
     status_changes_reach_discovery_and_filter_healthy_lists,
     entries_written_by_python_peers_are_read_and_judged_stale,
-    routers_spread_or_stick_over_registered_instances;
+    routers_spread_or_stick_over_registered_instances,
+    a_registration_that_never_expires_starts;
     paused:
     heartbeats_keep_an_entry_past_its_ttl,
     an_entry_without_heartbeats_expires,

@@ -120,10 +120,22 @@ pub struct BucketConfig {
     /// watcher sees is kept, in whole seconds (at least 1 s, a fraction is dropped;
     /// default 1 s). In a bucket keeping more than one revision per key (`history` > 1)
     /// the server raises any shorter per-key TTL to this time, so keep it short; with
-    /// `history` 1 a key's TTL applies as given. `None` disables per-key TTL.
+    /// `history` 1 a key's TTL applies as given. `None` disables per-key TTL. At most
+    /// [`MAX_KEY_TTL`] (longer is taken as that).
     pub expiry_markers: Option<Duration>,
     /// A description for people.
     pub description: String,
+}
+
+/// The longest time-to-live a key, a lease or an expiry marker is given: about 100
+/// years. A longer one (up to `Duration::MAX`) is treated as this; a server could not
+/// take it (it counts nanoseconds in 64 bits).
+pub const MAX_KEY_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `ttl` in the whole seconds a server takes: rounded up, at most [`MAX_KEY_TTL`].
+pub(crate) fn ttl_whole_seconds(ttl: Duration) -> u64 {
+    let ttl = ttl.min(MAX_KEY_TTL);
+    ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)
 }
 
 impl BucketConfig {

@@ -106,7 +106,7 @@ impl MemoryKvStore {
                 self.inner.name
             )));
         }
-        Ok(Some(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)))
+        Ok(Some(crate::ports::kv::ttl_whole_seconds(ttl)))
     }
 
     /// The TTL as the server applies it: the seconds sent; in a bucket keeping more

@@ -77,7 +77,7 @@ impl Record {
 pub(super) fn marker_ttl(config: &BucketConfig) -> Option<Duration> {
     config
         .expiry_markers
-        .map(|keep| Duration::from_secs(keep.as_secs()))
+        .map(|keep| Duration::from_secs(keep.min(crate::ports::kv::MAX_KEY_TTL).as_secs()))
 }
 
 impl Log {

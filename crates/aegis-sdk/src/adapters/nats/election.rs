@@ -48,8 +48,7 @@ fn storage(what: &str, error: impl std::error::Error + Send + Sync + 'static) ->
 
 fn ttl_header(ttl: Duration) -> String {
     // The server takes whole seconds, at least one; never shorten a lease.
-    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-    format!("{}s", secs.max(1))
+    format!("{}s", crate::ports::kv::ttl_whole_seconds(ttl).max(1))
 }
 
 impl NatsLeaseStore {

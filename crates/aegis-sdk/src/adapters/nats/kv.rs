@@ -22,7 +22,7 @@ use crate::domain::kv_key::{validate_bucket, validate_key, validate_prefix};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::kv::{
     BucketConfig, KvEntry, KvOperation, KvStatus, KvStore, KvWatch, StorageKind, WatchStart,
-    WatchTarget,
+    WatchTarget, MAX_KEY_TTL,
 };
 use crate::ports::Headers;
 
@@ -94,7 +94,7 @@ impl NatsKvStore {
                     StorageKind::File => async_nats::jetstream::stream::StorageType::File,
                     StorageKind::Memory => async_nats::jetstream::stream::StorageType::Memory,
                 },
-                limit_markers: config.expiry_markers,
+                limit_markers: config.expiry_markers.map(|keep| keep.min(MAX_KEY_TTL)),
                 ..Default::default()
             })
             .await;
@@ -167,7 +167,7 @@ impl NatsKvStore {
                 self.inner.bucket
             )));
         }
-        Ok(Some(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)))
+        Ok(Some(crate::ports::kv::ttl_whole_seconds(ttl)))
     }
 
     /// Publishes one write to `key` and waits for the server's ack; returns its revision.
