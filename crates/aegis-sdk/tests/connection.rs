@@ -146,3 +146,13 @@ async fn wait_for(
     .await
     .unwrap_or(false)
 }
+
+#[tokio::test]
+async fn requiring_tls_of_a_plain_server_says_so() {
+    let server = NatsServer::start();
+    let mut options = quick(&server.url());
+    options.require_tls = true;
+    let err = Client::connect(&options).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+    assert!(err.message().contains("TLS is required"), "{err}");
+}

@@ -124,8 +124,15 @@ impl NatsTransport {
             .iter()
             .map(|u| redact_url(u))
             .collect();
+        let require_tls = options.require_tls;
         let client = nats.connect(servers).await.map_err(|e| {
-            Error::connection(format!("cannot connect to {shown:?}: {e}")).with_source(e)
+            // rustls' words for a server that answered in plain text.
+            let text = e.to_string();
+            let hint = match require_tls && text.contains("InvalidContentType") {
+                true => " (TLS is required, and the server does not seem to offer it)",
+                false => "",
+            };
+            Error::connection(format!("cannot connect to {shown:?}: {text}{hint}")).with_source(e)
         })?;
         tracing::info!(servers = ?shown, "connected to NATS");
         Ok(NatsTransport { client, events })
