@@ -261,8 +261,14 @@ const BASE_FIELDS: [(&str, Expect); 6] = [
 /// Runs only on the error path: the bytes are decoded again as plain data and each
 /// contract field is checked for its type. When every field has the right shape, the
 /// problem lies inside the typed body (`body`), and the original error is kept with
-/// that field named.
-fn explain(bytes: &[u8], fields: &[(&str, Expect)], body: &str, original: Error) -> Error {
+/// that field named, and with serde's own words for what it holds (read as plain data,
+/// a wrong type reads "invalid type: string \"x\", expected i64" in either encoding).
+fn explain<B: DeserializeOwned>(
+    bytes: &[u8],
+    fields: &[(&str, Expect)],
+    body: &str,
+    original: Error,
+) -> Error {
     let Ok(value) = codec::decode::<Value>(bytes) else {
         return original;
     };
@@ -282,6 +288,9 @@ fn explain(bytes: &[u8], fields: &[(&str, Expect)], body: &str, original: Error)
                 ));
             }
         }
+    }
+    if let Some(Err(error)) = map.get(body).map(B::deserialize) {
+        return Error::decode(format!("invalid `{body}`: {error}")).with_source(original);
     }
     Error::decode(format!("invalid `{body}`: {}", original.message()))
 }
@@ -401,7 +410,7 @@ impl<P: DeserializeOwned> RpcRequest<P> {
     /// method or a timeout that is not > 0.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut wire: RpcRequestWire<P> = codec::decode(bytes).map_err(|e| {
-            explain(
+            explain::<P>(
                 bytes,
                 &[
                     ("method", Expect::Str),
@@ -538,7 +547,7 @@ impl<R: DeserializeOwned> RpcResponse<R> {
     /// envelope, or a result that is not an `R`.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut wire: RpcResponseWire<R> = codec::decode(bytes).map_err(|e| {
-            explain(
+            explain::<R>(
                 bytes,
                 &[("success", Expect::Bool), ("error", Expect::OptStr)],
                 "result",
@@ -635,7 +644,7 @@ impl<T: DeserializeOwned> Event<T> {
     /// also for a version that is not `digits.digits[.digits]`.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut wire: EventWire<T> = codec::decode(bytes).map_err(|e| {
-            explain(
+            explain::<T>(
                 bytes,
                 &[
                     ("domain", Expect::Str),
@@ -801,7 +810,7 @@ impl<T: DeserializeOwned> Command<T> {
     /// empty command, an unknown priority, negative retries, a timeout that is not > 0.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut wire: CommandWire<T> = codec::decode(bytes).map_err(|e| {
-            explain(
+            explain::<T>(
                 bytes,
                 &[
                     ("command", Expect::Str),

@@ -120,6 +120,34 @@ fn typed_params_decode_directly() {
 }
 
 #[test]
+fn a_wrong_type_inside_typed_params_is_named_in_either_encoding() {
+    #[derive(serde::Deserialize, Debug)]
+    struct Add {
+        #[allow(dead_code)]
+        a: i64,
+    }
+    let value = json!({"method": "add", "params": {"a": "x"}});
+    for encoding in [Encoding::MessagePack, Encoding::Json] {
+        let bytes = encoding.encode(&value).unwrap();
+        let err = RpcRequest::<Add>::decode(&bytes).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert_eq!(
+            err.message(),
+            "invalid `params`: invalid type: string \"x\", expected i64",
+            "{encoding:?}"
+        );
+        // Through the hot path too.
+        let Err(err) = crate::domain::hot::decode_request::<Add>(&bytes) else {
+            panic!("decoded as {encoding:?}");
+        };
+        assert!(
+            err.message().contains("expected i64"),
+            "{encoding:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn invalid_requests_are_typed_errors() {
     let cases = [
         (json!({"params": {}}), ErrorKind::Decode),
