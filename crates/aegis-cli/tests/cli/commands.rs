@@ -247,10 +247,14 @@ async fn refused_params_and_cancelled_commands_read_well() {
     let client = Client::connect(&ConnectOptions::new(&url)).await.unwrap();
     typed.start(&client).await.unwrap();
 
-    // The CLI was given JSON: a refusal names JSON, not the MessagePack it never saw.
+    // The CLI was given JSON: a refusal says what was wrong with it, and does not name
+    // the MessagePack it never saw.
     let refused = run(&url, &["call", "typed", "stock", r#"{"sku": 1}"#]);
     let line = refused.error(1);
-    assert!(line.contains("JSON"), "{line}");
+    assert!(
+        line.contains("invalid `params`: at `sku`: invalid type: integer `1`, expected a string"),
+        "{line}"
+    );
     assert!(!line.contains("MessagePack"), "{line}");
 
     // A cancelled command says so once, naming its id once.

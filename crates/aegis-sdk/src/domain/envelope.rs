@@ -289,8 +289,13 @@ fn explain<B: DeserializeOwned>(
             }
         }
     }
-    if let Some(Err(error)) = map.get(body).map(B::deserialize) {
-        return Error::decode(format!("invalid `{body}`: {error}")).with_source(original);
+    if let Some(Err(error)) = map.get(body).map(serde_path_to_error::deserialize::<_, B>) {
+        let at = match error.path().to_string() {
+            path if path == "." => String::new(),
+            path => format!("at `{path}`: "),
+        };
+        let error = error.into_inner();
+        return Error::decode(format!("invalid `{body}`: {at}{error}")).with_source(original);
     }
     Error::decode(format!("invalid `{body}`: {}", original.message()))
 }

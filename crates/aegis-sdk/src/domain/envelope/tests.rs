@@ -133,7 +133,7 @@ fn a_wrong_type_inside_typed_params_is_named_in_either_encoding() {
         assert_eq!(err.kind(), ErrorKind::Decode);
         assert_eq!(
             err.message(),
-            "invalid `params`: invalid type: string \"x\", expected i64",
+            "invalid `params`: at `a`: invalid type: string \"x\", expected i64",
             "{encoding:?}"
         );
         // Through the hot path too.
