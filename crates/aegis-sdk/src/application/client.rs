@@ -322,11 +322,15 @@ where
         }
         let pinned = self.instance.is_some();
         let queue_subject = subjects::rpc(&service, &method);
-        let mut subject = match self.instance {
-            Some(instance) => {
-                subjects::rpc_instance(&service, &method, &InstanceId::new(instance)?)
-            }
+        let instance = self.instance.take().map(InstanceId::new).transpose()?;
+        let mut subject = match &instance {
+            Some(instance) => subjects::rpc_instance(&service, &method, instance),
             None => queue_subject.clone(),
+        };
+        // Who the call is for, as timeouts name it: the service, or one instance of it.
+        let callee = || match &instance {
+            Some(instance) => format!("{service} instance {instance}"),
+            None => service.to_string(),
         };
 
         // One request id for every attempt: they are one call.
@@ -352,7 +356,7 @@ where
                     true => format!(
                         "no active instance of {service} answered {method} within {timeout:?}"
                     ),
-                    false => format!("no reply from {service} to {method} within {timeout:?}"),
+                    false => format!("no reply from {} to {method} within {timeout:?}", callee()),
                 };
                 return Err(Error::new(ErrorKind::Timeout, message));
             }
@@ -447,7 +451,10 @@ where
                     };
                     return Err(Error::new(
                         ErrorKind::Timeout,
-                        format!("no reply from {service} to {method} within {timeout:?}{down}"),
+                        format!(
+                            "no reply from {} to {method} within {timeout:?}{down}",
+                            callee()
+                        ),
                     )
                     .with_source(error));
                 }
