@@ -89,7 +89,10 @@ async fn errors_keep_their_kinds(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert!(err.message().contains("no reply from contract to slow"), "{err}");
+    assert!(
+        err.message().contains("no reply from contract to slow"),
+        "{err}"
+    );
     let err = client
         .call::<_, Value>("contract", "slow", json!({}))
         .instance("c-err")

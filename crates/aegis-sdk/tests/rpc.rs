@@ -315,6 +315,17 @@ async fn bad_requests_get_failure_replies_and_the_service_keeps_serving() {
             msgpack(json!({"method": "echo", "params": [1]})),
             "params",
         ),
+        // A struct's fields in an array: serde would take it, the contract does not.
+        (
+            "msgpack typed params as an array",
+            msgpack(json!({"method": "echo", "params": ["x"]})),
+            "`params` must be a map",
+        ),
+        (
+            "json typed params as an array",
+            json_bytes(json!({"method": "echo", "params": ["x"]})),
+            "`params` must be a map",
+        ),
         (
             "json negative timeout",
             json_bytes(json!({"method": "echo", "params": {"message": "x"}, "timeout": -1})),

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::codec;
+use super::map_only::MapOnly;
 use crate::error::{Error, Result};
 
 /// A new UUID v4 as a string, for `message_id` and `trace_id`.
@@ -414,8 +415,9 @@ impl<P: DeserializeOwned> RpcRequest<P> {
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for an empty
     /// method or a timeout that is not > 0.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut wire: RpcRequestWire<P> = codec::decode(bytes).map_err(|e| {
-            explain::<P>(
+        // Params are a map on the wire: serde alone would build a struct from an array.
+        let mut wire: RpcRequestWire<MapOnly<P>> = codec::decode(bytes).map_err(|e| {
+            explain::<MapOnly<P>>(
                 bytes,
                 &[
                     ("method", Expect::Str),
@@ -432,7 +434,10 @@ impl<P: DeserializeOwned> RpcRequest<P> {
             "timeout",
             wire.timeout.unwrap_or(Self::DEFAULT_TIMEOUT_SECS),
         )?;
-        let params = params_or_empty_map("params", wire.params)?;
+        let params = match wire.params {
+            Some(MapOnly(params)) => params,
+            None => params_or_empty_map("params", None)?,
+        };
         Ok(RpcRequest {
             message_id: meta.message_id,
             trace_id: meta.trace_id,

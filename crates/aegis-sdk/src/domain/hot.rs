@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::envelope::{self, RpcRequest};
+use super::map_only::MapOnly;
 use crate::error::{Error, Result};
 
 mod walk;
@@ -36,7 +37,7 @@ struct RequestView<'a, P> {
     #[serde(default, borrow)]
     method: Option<Cow<'a, str>>,
     #[serde(default)]
-    params: Option<P>,
+    params: Option<MapOnly<P>>,
     #[serde(default)]
     timeout: Option<f64>,
 }
@@ -78,7 +79,7 @@ pub(crate) fn decode_request<P: DeserializeOwned>(bytes: &[u8]) -> Result<Incomi
         )));
     }
     let params = match view.params {
-        Some(params) => params,
+        Some(MapOnly(params)) => params,
         None => RpcRequest::<P>::decode(bytes)?.params,
     };
     Ok(IncomingRequest {
@@ -242,7 +243,12 @@ fn walk_request<P: DeserializeOwned>(bytes: &[u8]) -> Option<IncomingRequest<P>>
     if !(timeout.is_finite() && timeout > 0.0) {
         return None;
     }
-    let params: P = rmp_serde::from_slice(params?).ok()?;
+    // Params are a map (serde alone would build a struct from an array too).
+    let params = params?;
+    if !matches!(params.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
+        return None;
+    }
+    let params: P = rmp_serde::from_slice(params).ok()?;
     Some(IncomingRequest {
         message_id: message_id.map_or_else(envelope::new_id, str::to_owned),
         trace_id: trace_id.map_or_else(envelope::new_id, str::to_owned),

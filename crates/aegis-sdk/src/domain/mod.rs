@@ -12,6 +12,7 @@ pub mod event_pattern;
 pub(crate) mod hot;
 pub mod instance;
 pub mod kv_key;
+pub(crate) mod map_only;
 pub(crate) mod map_probe;
 pub mod micro;
 pub mod names;
