@@ -313,7 +313,6 @@ where
         if timeout.is_zero() {
             return Err(Error::invalid_argument("call timeout must be > 0"));
         }
-        self.headers.check()?;
         if !crate::domain::map_probe::serializes_to_map(&self.params) {
             return Err(Error::invalid_argument(format!(
                 "the params of {service}.{method} must serialize to a map (a struct or a \

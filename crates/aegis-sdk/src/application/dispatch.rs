@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use tokio::runtime::RuntimeFlavor;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Span;
 
@@ -103,6 +103,14 @@ impl Dispatcher {
         // each arrived: their callers' deadlines run from then, not from when a permit
         // frees up. Beyond `MAX_QUEUED`, requests wait in the subscription's buffer.
         let mut queue: VecDeque<(InboundMessage, Instant)> = VecDeque::new();
+        // One request's work, holding its slot until done.
+        let request = |message, arrived, permit: OwnedSemaphorePermit| {
+            let (this, method) = (self.clone(), fixed_method.clone());
+            async move {
+                this.handle(message, method, method_from, arrived).await;
+                drop(permit);
+            }
+        };
 
         'serve: loop {
             let (message, arrived, permit) = loop {
@@ -127,12 +135,7 @@ impl Dispatcher {
                     }
                 }
             };
-            let this = self.clone();
-            let method = fixed_method.clone();
-            let mut request = Box::pin(async move {
-                this.handle(message, method, method_from, arrived).await;
-                drop(permit);
-            });
+            let mut request = Box::pin(request(message, arrived, permit));
             // Polled once here with a no-op waker; a request still pending is polled
             // again (and registers its real waker) as soon as its task starts.
             if inline_first_poll && request.as_mut().now_or_never().is_some() {
@@ -160,13 +163,7 @@ impl Dispatcher {
                 let Some((message, arrived)) = queue.pop_front() else {
                     break;
                 };
-                let this = self.clone();
-                let method = fixed_method.clone();
-                running.spawn(async move {
-                    this.handle(message, method, method_from, Some(arrived))
-                        .await;
-                    drop(permit);
-                });
+                running.spawn(request(message, Some(arrived), permit));
             }
             while running.join_next().await.is_some() {}
         })

@@ -434,10 +434,7 @@ impl<P: DeserializeOwned> RpcRequest<P> {
             "timeout",
             wire.timeout.unwrap_or(Self::DEFAULT_TIMEOUT_SECS),
         )?;
-        let params = match wire.params {
-            Some(MapOnly(params)) => params,
-            None => params_or_empty_map("params", None)?,
-        };
+        let params = params_or_empty_map("params", wire.params.map(|MapOnly(p)| p))?;
         Ok(RpcRequest {
             message_id: meta.message_id,
             trace_id: meta.trace_id,

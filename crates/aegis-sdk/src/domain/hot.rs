@@ -245,9 +245,7 @@ fn walk_request<P: DeserializeOwned>(bytes: &[u8]) -> Option<IncomingRequest<P>>
     }
     // Params are a map (serde alone would build a struct from an array too).
     let params = params?;
-    if !matches!(params.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
-        return None;
-    }
+    Walk::new(params).map_len()?;
     let params: P = rmp_serde::from_slice(params).ok()?;
     Some(IncomingRequest {
         message_id: message_id.map_or_else(envelope::new_id, str::to_owned),
