@@ -605,14 +605,7 @@ async fn sdk_client_only(url: &str) -> Figures {
 /// A raw requester sending one pre-encoded request envelope to the SDK's service: what
 /// the service side costs.
 async fn sdk_service_only(url: &str) -> Figures {
-    let service_client = Client::connect(&ConnectOptions::new(url)).await.unwrap();
-    let service = Service::builder("bench")
-        .rpc("echo", |_: RpcContext, p: Echo| async move {
-            Ok::<_, HandlerError>(p)
-        })
-        .build()
-        .unwrap();
-    service.start(&service_client).await.unwrap();
+    let service = sdk_service(url).await;
     let (request, _) = encoded_envelopes(true);
     let client = async_nats::ConnectOptions::new()
         .request_timeout(Some(Duration::from_secs(10)))
